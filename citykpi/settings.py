@@ -1,0 +1,63 @@
+"""Configuration, read once at start-up from CITYKPI_* environment variables and validated."""
+
+from datetime import timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVICE_KINDS = ("air_monitor", "water_monitor", "wastewater_station", "cctv", "wifi_ap", "bus_display")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CITYKPI_", extra="forbid")
+
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL/TimescaleDB URL, e.g. postgresql://citykpi:secret@db:5432/citykpi")
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker, mqtt://host:port")
+    mqtt_username: str | None = Field(None, description="MQTT user name")
+    mqtt_password: SecretStr | None = Field(None, description="MQTT password")
+    mqtt_protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    mqtt_client_id: str = Field(
+        "citykpi-ingest", description="fixed client id: the broker keeps this session's unacknowledged messages")
+    mqtt_topic_prefix: str = Field("devices", description="heartbeats arrive on PREFIX/{device_id}/heartbeat")
+    mqtt_receive_maximum: int = Field(
+        1000, ge=1, le=65535, description="unacknowledged QoS 1 messages the broker may send us at once")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")
+    kafka_topic: str = Field("heartbeats", description="Kafka topic carrying heartbeats")
+    timezone: str = Field("Asia/Ho_Chi_Minh", description="the province's time zone: buckets and dates use it")
+    lateness_window: timedelta = Field(
+        timedelta(days=7), description="heartbeats older than this at receipt are rejected; KPIs final after it")
+    future_tolerance: timedelta = Field(
+        timedelta(minutes=5), description="heartbeats further ahead of the receive time are rejected")
+    max_message_bytes: int = Field(65536, ge=1024, description="largest accepted heartbeat message")
+    batch_max_rows: int = Field(5000, ge=1, description="rows per database transaction at most")
+    batch_max_wait_s: float = Field(0.2, gt=0, description="longest a received message waits to be written")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise SystemExit("CITYKPI_DATABASE_URL is not set (e.g. postgresql://user:pass@host:5432/citykpi); "
+                             "'citykpi demo' runs without one")
+        return self.database_url.get_secret_value()
+
+
+def environment_help() -> str:
+    """The environment variables, for --help."""
+    lines = []
+    for name, field in Settings.model_fields.items():
+        lines.append(f"  CITYKPI_{name.upper():<24} {field.description}")
+    return "environment:\n" + "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Heartbeat ingestion: broker sources, message decoding, the batching database sink and dead letters."""

@@ -1,0 +1,133 @@
+"""Subscribes to device and gateway heartbeat topics and hands each message to a bounded queue.
+
+The broker's delivery window (MQTT 5 Receive Maximum, Mosquitto's max_inflight_messages) bounds how
+many unacknowledged messages can be with us at once; the queue is sized above it, so the network
+thread only blocks if the sink is far behind, and then the broker holds the backlog, not our memory.
+"""
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from ingest.message import Message
+
+log = logging.getLogger(__name__)
+
+# How long the broker keeps our session (subscriptions and unacknowledged messages) while we are away.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_mqtt_url(url: str) -> BrokerAddress:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"CITYKPI_MQTT_URL {url!r}: expected mqtt://host:port or mqtts://host:port")
+    tls = parts.scheme == "mqtts"
+    return BrokerAddress(parts.hostname, parts.port or (8883 if tls else 1883), tls)
+
+
+class MqttSource:
+    """Delivers `Message`s for `PREFIX/{device_id}/heartbeat` and `gateways/{gateway_id}/heartbeats`."""
+
+    def __init__(self, url: str, *, client_id: str, topic_prefix: str = "devices",
+                 gateway_prefix: str = "gateways", protocol: str = "5", receive_maximum: int = 1000,
+                 username: str | None = None, password: str | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.address = parse_mqtt_url(url)
+        self.topic_prefix = topic_prefix.rstrip("/")
+        self.gateway_prefix = gateway_prefix.rstrip("/")
+        self.protocol = protocol
+        self.receive_maximum = receive_maximum
+        self.clock = clock
+        self.connected = threading.Event()
+        self._accepting = threading.Event()
+        self._queue: queue.Queue[Message] | None = None
+        if protocol == "5":
+            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                       protocol=mqtt.MQTTv5, manual_ack=True)
+        else:
+            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                       protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
+        if username:
+            self._client.username_pw_set(username, password)
+        if self.address.tls:
+            self._client.tls_set()
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    @property
+    def subscriptions(self) -> list[str]:
+        return [f"{self.topic_prefix}/+/heartbeat", f"{self.gateway_prefix}/+/heartbeats"]
+
+    def start(self, deliver_to: "queue.Queue[Message]") -> None:
+        self._queue = deliver_to
+        self._accepting.set()
+        if self.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            properties.ReceiveMaximum = self.receive_maximum
+            self._client.connect_async(self.address.host, self.address.port, keepalive=30,
+                                       clean_start=False, properties=properties)
+        else:
+            self._client.connect_async(self.address.host, self.address.port, keepalive=30)
+        self._client.loop_start()
+
+    def pause(self) -> None:
+        """Stop taking messages in; those that arrive are left unacknowledged for the broker to redeliver."""
+        self._accepting.clear()
+
+    def close(self) -> None:
+        self.pause()
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object, reason_code: object,
+                    _properties: object = None) -> None:
+        if getattr(reason_code, "is_failure", False):
+            log.error("MQTT connection refused: %s", reason_code)
+            return
+        client.subscribe([(topic, 1) for topic in self.subscriptions])
+        self.connected.set()
+        log.info("MQTT connected to %s:%d, subscribed to %s", self.address.host, self.address.port,
+                 ", ".join(self.subscriptions))
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object, reason_code: object,
+                       _properties: object = None) -> None:
+        self.connected.clear()
+        if getattr(reason_code, "is_failure", False):
+            log.warning("MQTT connection lost (%s); paho reconnects with backoff", reason_code)
+        else:
+            log.info("MQTT disconnected")
+
+    def _on_message(self, client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if not self._accepting.is_set() or self._queue is None:
+            return
+        levels = msg.topic.split("/")
+        is_gateway = len(levels) == 3 and levels[0] == self.gateway_prefix and levels[2] == "heartbeats"
+        device_id = levels[1] if len(levels) == 3 and not is_gateway else None
+        mid, qos = msg.mid, msg.qos
+
+        def acknowledge() -> None:
+            if qos > 0:
+                client.ack(mid, qos)
+
+        self._queue.put(Message(
+            source="mqtt", origin=msg.topic, payload=msg.payload, received_at=self.clock(),
+            expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge))

@@ -1,0 +1,94 @@
+"""The one definition of a valid heartbeat (DESIGN.md, "Heartbeat contract")."""
+
+import math
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
+
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+# Stricter than datetime.fromisoformat, which also takes week dates and offsets without a colon.
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?$")
+MONITOR_KINDS = frozenset({"air_monitor", "water_monitor", "wastewater_station"})
+
+
+class DeviceKind(StrEnum):
+    AIR_MONITOR = "air_monitor"
+    WATER_MONITOR = "water_monitor"
+    WASTEWATER_STATION = "wastewater_station"
+    CCTV = "cctv"
+    WIFI_AP = "wifi_ap"
+    BUS_DISPLAY = "bus_display"
+
+
+class Status(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    FAULT = "fault"
+
+
+Number = StrictInt | StrictFloat
+
+
+class Heartbeat(BaseModel):
+    """A device's report of its own health. Describes the device, never people."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN, description="the device's registry id")
+    kind: DeviceKind = Field(description="what the device is; must agree with the registry")
+    ts: datetime = Field(description="RFC 3339 with offset, or integer epoch milliseconds")
+    seq: Annotated[StrictInt, Field(ge=0)] | None = Field(None, description="device's message counter")
+    status: Status = Field(Status.OK, description="the device's own verdict")
+    checks: dict[str, StrictBool] | None = Field(None, description="e.g. stream_ok, realtime_ok, uplink_ok")
+    metrics: dict[str, Number] | None = Field(None, description="device metrics, finite numbers")
+    measurements: dict[str, Number] | None = Field(None, description="what a monitor measured, finite numbers")
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _timestamp(cls, value: Any) -> datetime:
+        # bool is an int in Python; a `true` timestamp is a device bug, not 1 ms after the epoch.
+        if isinstance(value, bool):
+            raise ValueError("must be an RFC 3339 string or integer epoch milliseconds")
+        if isinstance(value, int):
+            try:
+                return datetime.fromtimestamp(value / 1000, tz=UTC)
+            except (OverflowError, OSError, ValueError) as exc:
+                raise ValueError(f"epoch milliseconds {value} out of range") from exc
+        if isinstance(value, str):
+            match = _RFC3339.match(value)
+            if match is None:
+                raise ValueError(f"{value[:40]!r} is not RFC 3339")
+            whole, fraction, offset = match.groups()
+            if offset is None:
+                raise ValueError(f"{value[:40]!r} has no UTC offset")
+            # Python keeps microseconds; nanosecond digits beyond them are cut, not rounded.
+            text = whole + (fraction or "")[:7] + ("+00:00" if offset in "Zz" else offset)
+            try:
+                return datetime.fromisoformat(text)
+            except ValueError as exc:
+                raise ValueError(f"{value[:40]!r} is not a valid date and time") from exc
+        raise ValueError("must be an RFC 3339 string or integer epoch milliseconds")
+
+    @field_validator("metrics", "measurements")
+    @classmethod
+    def _finite(cls, values: dict[str, float] | None) -> dict[str, float] | None:
+        if values:
+            for name, number in values.items():
+                if isinstance(number, float) and not math.isfinite(number):
+                    raise ValueError(f"{name} is not a finite number")
+        return values
+
+    @property
+    def healthy(self) -> bool:
+        """DESIGN: status is not fault, every reported check is true, and a monitor is collecting."""
+        if self.status is Status.FAULT:
+            return False
+        if self.checks and not all(self.checks.values()):
+            return False
+        if self.kind in MONITOR_KINDS and not self.measurements:
+            return False
+        return True

@@ -1,0 +1,5 @@
+"""The batching sink: decoded heartbeats into the database, rejections into dead letters, then acknowledgement."""
+
+from ingest.sink.writer import BatchResult, HeartbeatSink
+
+__all__ = ["BatchResult", "HeartbeatSink"]

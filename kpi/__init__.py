@@ -1,0 +1,1 @@
+"""Indicator catalog, coverage computation, form submissions and the KPI API."""

@@ -1,0 +1,1 @@
+"""The registry of key points, devices, bindings and administrative units: the denominators."""

@@ -1,0 +1,1 @@
+"""Fleet and province simulators: load for the demo, the tests and the benchmarks."""

@@ -1,0 +1,50 @@
+"""Publishes heartbeats to an MQTT broker, QoS 1, as devices do: one topic per device."""
+
+import json
+from collections.abc import Callable, Iterable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest.mqtt.source import parse_mqtt_url
+
+
+class MqttPublisher:
+    """One connection publishing for many devices (a load generator, not a device)."""
+
+    def __init__(self, url: str, *, client_id: str = "citykpi-simulator", topic_prefix: str = "devices",
+                 max_inflight: int = 1000) -> None:
+        address = parse_mqtt_url(url)
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        self._client.max_inflight_messages_set(max_inflight)
+        self._client.max_queued_messages_set(0)
+        self._client.connect(address.host, address.port, keepalive=30)
+        self._client.loop_start()
+        self.topic_prefix = topic_prefix
+        self._last: mqtt.MQTTMessageInfo | None = None
+
+    def publish_heartbeat(self, payload: dict) -> None:
+        self.publish_raw(f"{self.topic_prefix}/{payload['device_id']}/heartbeat",
+                         json.dumps(payload, ensure_ascii=False).encode())
+
+    def publish_raw(self, topic: str, body: bytes) -> None:
+        self._last = self._client.publish(topic, body, qos=1)
+
+    def publish_all(self, payloads: Iterable[dict], on_each: Callable[[], None] | None = None) -> int:
+        count = 0
+        for payload in payloads:
+            self.publish_heartbeat(payload)
+            count += 1
+            if on_each is not None:
+                on_each()
+        return count
+
+    def flush(self, timeout_s: float = 120) -> None:
+        """Return once the broker has acknowledged everything published so far."""
+        if self._last is not None:
+            self._last.wait_for_publish(timeout_s)
+
+    def close(self) -> None:
+        self.flush()
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -1,0 +1,93 @@
+"""A synthetic province: key points across Bình Định's (pre-2025) districts, devices bound to them.
+
+Synthetic data, clearly so: names are made up; the district codes and names are the real ones, so that
+breakdowns look like the province's own.
+"""
+
+import csv
+import random
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+# Bình Định's districts, towns and city before the 2025 reform (General Statistics Office codes).
+DISTRICTS = (
+    ("540", "Thành phố Quy Nhơn"), ("542", "Huyện An Lão"), ("543", "Thị xã Hoài Nhơn"),
+    ("544", "Huyện Hoài Ân"), ("545", "Huyện Phù Mỹ"), ("546", "Huyện Vĩnh Thạnh"), ("547", "Huyện Tây Sơn"),
+    ("548", "Huyện Phù Cát"), ("549", "Thị xã An Nhơn"), ("550", "Huyện Tuy Phước"), ("551", "Huyện Vân Canh"),
+)
+# Which device kind serves which key-point category (the six sensor indicators of the catalog).
+KIND_FOR_CATEGORY = {
+    "security_point": "cctv", "public_place": "wifi_ap", "transit_stop": "bus_display",
+    "water_source": "water_monitor", "air_hotspot": "air_monitor", "wastewater_facility": "wastewater_station",
+}
+PLACE_NAMES = {
+    "security_point": "Nút giao", "public_place": "Công viên", "transit_stop": "Trạm dừng xe buýt",
+    "water_source": "Điểm quan trắc nước sông", "air_hotspot": "Điểm quan trắc không khí",
+    "wastewater_facility": "Trạm xử lý nước thải",
+}
+# The area around Quy Nhơn and An Nhơn, inside Vietnam's box.
+LAT_RANGE, LON_RANGE = (13.70, 14.55), (108.70, 109.25)
+
+
+@dataclass(frozen=True)
+class SyntheticPoint:
+    point_id: str
+    name: str
+    categories: tuple[str, ...]
+    admin_unit: str
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True)
+class SyntheticDevice:
+    device_id: str
+    kind: str
+    point_id: str
+    heartbeat_interval_s: int
+
+
+def generate_province(points_per_category: int, *, seed: int, heartbeat_interval_s: int = 60,
+                      uncovered_share: float = 0.1) -> tuple[list[SyntheticPoint], list[SyntheticDevice]]:
+    """Points of every category, some in two (a square is both a security point and a public place), most
+    with one device of the serving kind, a few with two, `uncovered_share` with none."""
+    rng = random.Random(seed)
+    points: list[SyntheticPoint] = []
+    devices: list[SyntheticDevice] = []
+    for category, kind in KIND_FOR_CATEGORY.items():
+        for n in range(1, points_per_category + 1):
+            code, _district = rng.choice(DISTRICTS)
+            categories = (category,)
+            if category == "security_point" and n % 4 == 0:
+                categories = ("security_point", "public_place")
+            point = SyntheticPoint(f"{category[:3].upper()}-{n:03d}", f"{PLACE_NAMES[category]} số {n}",
+                                   categories, code, round(rng.uniform(*LAT_RANGE), 5),
+                                   round(rng.uniform(*LON_RANGE), 5))
+            points.append(point)
+            if rng.random() < uncovered_share:
+                continue
+            for served in categories:
+                copies = 2 if rng.random() < 0.1 else 1
+                for copy in range(copies):
+                    devices.append(SyntheticDevice(f"{KIND_FOR_CATEGORY[served]}-{point.point_id}-{copy + 1}",
+                                                   KIND_FOR_CATEGORY[served], point.point_id, heartbeat_interval_s))
+    return points, devices
+
+
+def write_registry_files(folder: Path, points: list[SyntheticPoint], devices: list[SyntheticDevice],
+                         valid_from: date) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    points_path, devices_path = folder / "points.csv", folder / "devices.csv"
+    with points_path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["point_id", "name", "categories", "admin_unit", "lat", "lon", "valid_from", "valid_to"])
+        for p in points:
+            writer.writerow([p.point_id, p.name, ";".join(p.categories), p.admin_unit, p.lat, p.lon,
+                             valid_from.isoformat(), ""])
+    with devices_path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["device_id", "kind", "point_id", "valid_from", "valid_to", "heartbeat_interval_s"])
+        for d in devices:
+            writer.writerow([d.device_id, d.kind, d.point_id, valid_from.isoformat(), "", d.heartbeat_interval_s])
+    return points_path, devices_path

@@ -62,13 +62,17 @@ class LocalPostgres:
 
     def __init__(self, *, workdir: Path | None = None, port: int | None = None,
                  startup_timeout_s: float = 60) -> None:
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="citykpi-pg-"))
+        self._user = _unprivileged_user()
+        # As root the server runs as another account, which cannot reach into root's private temp dirs
+        # (pytest's are 0700): it then gets a directory of its own that we remove at close().
+        self._own_workdir = workdir is None or self._user is not None
+        self.workdir = Path(tempfile.mkdtemp(prefix="citykpi-pg-") if self._own_workdir else workdir)
+        if self._user is not None:
+            os.chown(self.workdir, self._user.pw_uid, self._user.pw_gid)
         self.port = port or free_loopback_port()
         self.startup_timeout_s = startup_timeout_s
         self.bindir = find_postgres_bindir()
         self._process: subprocess.Popen[bytes] | None = None
-        self._user = _unprivileged_user()
 
     @property
     def url(self) -> str:
@@ -85,8 +89,6 @@ class LocalPostgres:
 
     def start(self) -> "LocalPostgres":
         data = self.workdir / "data"
-        if self._user is not None:
-            os.chmod(self.workdir, 0o777)
         if not (data / "PG_VERSION").exists():
             result = subprocess.run(
                 [str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",

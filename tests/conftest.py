@@ -1,0 +1,144 @@
+"""Real services for the suite: PostgreSQL, an MQTT broker and Kafka on loopback.
+
+Each is taken from an environment variable when given (CITYKPI_TEST_DATABASE_URL, CITYKPI_TEST_MQTT_URL,
+CITYKPI_TEST_KAFKA_BOOTSTRAP), else started here for the session. A service that cannot start skips
+its tests with the reason — except under CI=true, where it fails the run: CI must test everything.
+"""
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from citykpi.db import connect, timescaledb_available
+from citykpi.migrations import migrate
+from citykpi.services.errors import ServiceUnavailable
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _unavailable(what: str, exc: BaseException) -> None:
+    message = f"{what} unavailable: {exc}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: every service must run)", pytrace=False)
+    pytest.skip(message)
+
+
+def _announce(line: str) -> None:
+    # Straight to the terminal, past pytest's capture: CI logs must show which services really ran.
+    sys.__stderr__.write(f"\n[citykpi tests] {line}\n")
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser URL of a PostgreSQL server."""
+    if url := os.environ.get("CITYKPI_TEST_DATABASE_URL"):
+        yield url
+        return
+    from citykpi.services.postgres import LocalPostgres
+
+    try:
+        server = LocalPostgres(workdir=tmp_path_factory.mktemp("postgres")).start()
+    except ServiceUnavailable as exc:
+        _unavailable("PostgreSQL", exc)
+    _announce(f"PostgreSQL started from {server.bindir} on {server.url}")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_server: str) -> str:
+    """A migrated database used as the template of each test's own database (copying is fast)."""
+    name = f"citykpi_template_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    with connect(_with_database(postgres_server, name)) as conn:
+        migrate(conn)
+    return name
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    query = "?" + url.split("?", 1)[1] if "?" in url else ""
+    return f"{base}/{name}{query}"
+
+
+@pytest.fixture
+def database_url(postgres_server: str, migrated_template: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"citykpi_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+    yield _with_database(postgres_server, name)
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database with no schema, for migration tests."""
+    name = f"citykpi_empty_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield _with_database(postgres_server, name)
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    with connect(database_url) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def timescaledb(postgres_server: str) -> None:
+    """Skips (even in CI: no registry here serves the extension) when TimescaleDB is not installed."""
+    with connect(postgres_server) as conn:
+        if not timescaledb_available(conn):
+            pytest.skip("TimescaleDB extension not installed/preloaded on this PostgreSQL; "
+                        "its variant of this test was not run")
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A running broker object (`.url`, `.supports_mqtt5`, and `.stop()/.start()` when started here)."""
+    from citykpi.services.mqtt_broker import LocalMqttBroker
+
+    if url := os.environ.get("CITYKPI_TEST_MQTT_URL"):
+        class External:
+            pass
+        broker = External()
+        broker.url, broker.supports_mqtt5, broker.implementation = url, True, "external"
+        yield broker
+        return
+    try:
+        broker = LocalMqttBroker(workdir=tmp_path_factory.mktemp("mqtt")).start()
+    except ServiceUnavailable as exc:
+        _unavailable("MQTT broker", exc)
+    if IN_CI and broker.implementation != "mosquitto":
+        broker.close()
+        pytest.fail("CI=true but mosquitto is not installed (apt-get install mosquitto)", pytrace=False)
+    _announce(f"{broker.implementation} started at {broker.url}")
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if bootstrap := os.environ.get("CITYKPI_TEST_KAFKA_BOOTSTRAP"):
+        yield bootstrap
+        return
+    from citykpi.services.kafka import KafkaBroker
+
+    try:
+        broker = KafkaBroker(Path(tmp_path_factory.mktemp("kafka"))).start()
+    except ServiceUnavailable as exc:
+        _unavailable("Kafka", exc)
+    _announce(f"Kafka {broker.version} broker (KRaft) started at {broker.bootstrap}, log {broker.log_path}")
+    yield broker.bootstrap
+    broker.stop()

@@ -67,7 +67,8 @@ def parse_points_csv(path: Path, zone: ZoneInfo) -> list[KeyPoint]:
         if valid_from is not None:
             key = (row["point_id"], valid_from)
             if key in seen:
-                problems.add(number, "point_id", f"{row['point_id']} from {row['valid_from']} already on row {seen[key]}")
+                problems.add(number, "point_id",
+                             f"{row['point_id']} from {row['valid_from']} already on row {seen[key]}")
                 ok = False
             seen[key] = number
         if ok and valid_from is not None:

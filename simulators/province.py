@@ -55,7 +55,7 @@ def generate_province(points_per_category: int, *, seed: int, heartbeat_interval
     rng = random.Random(seed)
     points: list[SyntheticPoint] = []
     devices: list[SyntheticDevice] = []
-    for category, kind in KIND_FOR_CATEGORY.items():
+    for category in KIND_FOR_CATEGORY:
         for n in range(1, points_per_category + 1):
             code, _district = rng.choice(DISTRICTS)
             categories = (category,)

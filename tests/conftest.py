@@ -6,7 +6,6 @@ its tests with the reason — except under CI=true, where it fails the run: CI m
 """
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +27,19 @@ def _unavailable(what: str, exc: BaseException) -> None:
     pytest.skip(message)
 
 
+_STARTED: list[str] = []
+
+
 def _announce(line: str) -> None:
-    # Straight to the terminal, past pytest's capture: CI logs must show which services really ran.
-    sys.__stderr__.write(f"\n[citykpi tests] {line}\n")
+    _STARTED.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """CI logs must show which real services the run used (pytest captures fixture output)."""
+    if _STARTED:
+        terminalreporter.section("services started by the test harness")
+        for line in _STARTED:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

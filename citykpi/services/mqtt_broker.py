@@ -43,6 +43,11 @@ plugins:
 """
 
 
+def find_mosquitto() -> str | None:
+    # Debian installs it in /usr/sbin, which a non-root user's PATH usually lacks.
+    return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+
+
 class LocalMqttBroker:
     """Start with `with LocalMqttBroker() as broker:`; `broker.url` is `mqtt://127.0.0.1:PORT`.
 
@@ -51,7 +56,7 @@ class LocalMqttBroker:
 
     def __init__(self, *, implementation: str | None = None, workdir: Path | None = None,
                  port: int | None = None, max_inflight: int = 1000, startup_timeout_s: float = 30) -> None:
-        self.implementation = implementation or ("mosquitto" if shutil.which("mosquitto") else "amqtt")
+        self.implementation = implementation or ("mosquitto" if find_mosquitto() else "amqtt")
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="citykpi-mqtt-"))
         self.port = port or free_loopback_port()
@@ -73,7 +78,7 @@ class LocalMqttBroker:
 
     def _command(self) -> list[str]:
         if self.implementation == "mosquitto":
-            mosquitto = shutil.which("mosquitto")
+            mosquitto = find_mosquitto()
             if mosquitto is None:
                 raise ServiceUnavailable("mosquitto is not on PATH (Debian: apt-get install mosquitto)")
             conf = self.workdir / "mosquitto.conf"

@@ -50,6 +50,7 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from ingest.cli import add_commands as add_ingest_commands
     from kpi.cli import add_commands as add_kpi_commands
+    from kpi.forms.cli import add_commands as add_forms_commands
     from registry.cli import add_commands as add_registry_commands
 
     parser = argparse.ArgumentParser(
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_registry_commands(commands)
     add_ingest_commands(commands)
     add_kpi_commands(commands)
+    add_forms_commands(commands)
 
     demo = commands.add_parser("demo", help="the whole path on a throwaway database and broker; needs nothing "
                                "installed")

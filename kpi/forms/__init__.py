@@ -1,0 +1,1 @@
+"""Form-based indicators: templates, agency submissions, their versions, and the values they give."""

@@ -83,6 +83,38 @@ def build_report(conn: psycopg.Connection, catalog: Catalog, period: Period, *, 
     return rows
 
 
+TABLE_COLUMNS = ["layer", "group_vi", "subgroup_vi", "code", "name_vi", "unit", "kind", "value", "status",
+                 "numerator", "denominator", "source", "previous_value", "change", "missing"]
+
+
+def _table(rows: list[ReportRow]) -> list[list[object]]:
+    table = []
+    for row in rows:
+        d = row.as_dict()
+        d["missing"] = " | ".join(row.missing)
+        table.append([_safe_cell("" if d[c] is None else d[c]) for c in TABLE_COLUMNS])
+    return table
+
+
+def render_xlsx(rows: list[ReportRow], catalog: Catalog, period: Period) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = f"Báo cáo {period.label}"
+    sheet.append([catalog.title_vi])
+    sheet.append([f"Kỳ báo cáo: {period.label} (so với {period.previous().label})"])
+    sheet.append(TABLE_COLUMNS)
+    for cell in sheet[3]:
+        cell.font = Font(bold=True)
+    for line in _table(rows):
+        sheet.append(line)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
 def _safe_cell(value: object) -> object:
     """A cell a spreadsheet would run as a formula is written as text (CSV injection)."""
     if isinstance(value, str) and value.startswith(CSV_INJECTION_PREFIXES):
@@ -105,13 +137,8 @@ def render(rows: list[ReportRow], catalog: Catalog, period: Period, fmt: str) ->
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        columns = ["layer", "group_vi", "subgroup_vi", "code", "name_vi", "unit", "kind", "value", "status",
-                   "numerator", "denominator", "source", "previous_value", "change", "missing"]
-        writer.writerow(columns)
-        for row in rows:
-            d = row.as_dict()
-            d["missing"] = " | ".join(row.missing)
-            writer.writerow([_safe_cell("" if d[c] is None else d[c]) for c in columns])
+        writer.writerow(TABLE_COLUMNS)
+        writer.writerows(_table(rows))
         return "\ufeff" + out.getvalue()
     if fmt == "md":
         lines = [f"# {catalog.title_vi}", "", f"Kỳ báo cáo: **{period.label}** (so với {period.previous().label})", ""]

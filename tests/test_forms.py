@@ -185,3 +185,87 @@ def test_csv_report_neutralises_formula_cells() -> None:
     assert _safe_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
     assert _safe_cell("Sở Y tế") == "Sở Y tế"
     assert _safe_cell(-12.5) == -12.5  # numbers stay numbers
+
+
+def _fill_xlsx(template: bytes, values: dict[str, object], path: Path) -> Path:
+    import io
+
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(template))
+    sheet = book.active
+    header = [c.value for c in sheet[1]]
+    for row in sheet.iter_rows(min_row=2):
+        input_id = row[header.index("input")].value
+        if input_id in values:
+            row[header.index("value")].value = values[input_id]
+    book.save(path)
+    return path
+
+
+def test_an_xlsx_template_filled_in_excel_is_accepted(db: psycopg.Connection, tmp_path: Path) -> None:
+    from kpi.forms.template import xlsx_template
+
+    template = xlsx_template(CATALOG, "so-tttt", parse_period("2024"))
+    path = _fill_xlsx(template, {"households_with_fibre": 210000, "households_with_fixed_broadband": 240000,
+                                 "has_smart_city_policy": "Có"}, tmp_path / "so-tttt-2024.xlsx")
+    result = _store(db, path)
+    values = {r["indicator_code"]: dict(r["inputs"]) for r in current_submissions(db, CATALOG.id, "2024")}
+    assert result.stored == ["23", "27"]
+    assert values == {"23": {"households_with_fibre": 210000, "households_with_fixed_broadband": 240000},
+                      "27": {"has_smart_city_policy": True}}
+
+
+def test_an_xlsx_problem_names_the_cell(tmp_path: Path) -> None:
+    from kpi.forms.template import xlsx_template
+
+    template = xlsx_template(CATALOG, "so-tttt", parse_period("2024"))
+    path = _fill_xlsx(template, {"households_with_fibre": 12.5}, tmp_path / "bad.xlsx")
+    row = next(i for i, r in enumerate(template_rows(template), start=1) if r[5] == "households_with_fibre")
+    assert _problems(path) == [f"{path}:H{row}: 12.5 is not a whole number"]
+
+
+def template_rows(template: bytes) -> list[list[object]]:
+    import io
+
+    from openpyxl import load_workbook
+
+    return [[c.value for c in r] for r in load_workbook(io.BytesIO(template)).active.iter_rows()]
+
+
+def test_a_file_that_is_not_a_workbook_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "not.xlsx"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    assert _problems(path) == [f"{path}: not a readable XLSX workbook (BadZipFile); save it as .xlsx"]
+
+
+def test_the_shipped_examples_complete_all_21_form_indicators(db: psycopg.Connection) -> None:
+    examples = sorted(Path(__file__).resolve().parents[1].glob("deploy/examples/forms/*.json"))
+    for path in examples:
+        _store(db, path, by="ví dụ")
+    rows = build_report(db, CATALOG, parse_period("2026"), settings=Settings(), now=NOW)
+    incomplete = {r.code: r.missing for r in rows if r.kind == "form" and r.status == "insufficient_data"}
+    assert incomplete == {}
+    assert sum(1 for r in rows if r.kind == "form") == 21
+
+
+def test_another_indicator_set_loads_from_a_file_and_takes_submissions(db: psycopg.Connection,
+                                                                       tmp_path: Path) -> None:
+    other = {
+        "id": "quoc-gia-v1", "title_vi": "Bộ chỉ số đô thị thông minh (thử)", "source": "thử nghiệm",
+        "layers": [{"code": "A", "name_vi": "Lớp A"}],
+        "agencies": [{"id": "so-a", "name_vi": "Sở A"}],
+        "indicators": [{"code": "1", "layer": "A", "group_vi": "Nhóm 1", "name_vi": "Chỉ số thử", "name_en": "Trial",
+                        "unit": "%", "agencies": ["so-a"], "kind": "form",
+                        "inputs": [{"id": "done", "label_vi": "Đã làm", "role": "numerator"},
+                                   {"id": "total", "label_vi": "Tổng", "role": "denominator"}]}],
+    }
+    catalog_path = tmp_path / "other.json"
+    catalog_path.write_text(json.dumps(other, ensure_ascii=False), encoding="utf-8")
+    catalog = load_catalog(catalog_path)
+    path = _json_file(tmp_path, _submission("Sở A", "2026-Q1", {"1": {"done": 3, "total": 4}}))
+    store_submission(db, parse_submission(path, catalog), catalog_id=catalog.id, file_name=path.name,
+                     content=path.read_bytes(), submitted_by="x", channel="cli", now=NOW)
+    value = form_value(catalog.indicator("1"), parse_period("2026-Q1"),
+                       current_submissions(db, catalog.id, "2026-Q1"), catalog, now=NOW)
+    assert (value.value, value.status) == (Decimal("75.00"), "final")

@@ -21,7 +21,7 @@ def _period(text: str):
 def _template(args: argparse.Namespace) -> int:
     from kpi.catalog import load_catalog
     from kpi.forms.agencies import find_agency, in_force_for
-    from kpi.forms.template import csv_template, indicators_for, json_template
+    from kpi.forms.template import csv_template, indicators_for, json_template, xlsx_template
 
     catalog = load_catalog(args.catalog)
     agency = find_agency(catalog, args.agency)
@@ -38,6 +38,12 @@ def _template(args: argparse.Namespace) -> int:
     if not indicators_for(catalog, current[0].id, args.period):
         print(f"{current[0].name_vi} reports no form indicator for {args.period.label}", file=sys.stderr)
         return 1
+    if args.format == "xlsx":
+        if not args.out:
+            print("citykpi forms template: --format xlsx needs --out FILE.xlsx", file=sys.stderr)
+            return 2
+        Path(args.out).write_bytes(xlsx_template(catalog, current[0].id, args.period))
+        return 0
     text = (json_template if args.format == "json" else csv_template)(catalog, current[0].id, args.period)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -97,12 +103,18 @@ def _history(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from citykpi.db import connect
     from kpi.catalog import load_catalog
-    from kpi.report import build_report, render
+    from kpi.report import build_report, render, render_xlsx
 
     settings = load_settings()
     catalog = load_catalog(args.catalog)
     with connect(settings.require_database_url()) as conn:
         rows = build_report(conn, catalog, args.period, settings=settings)
+    if args.format == "xlsx":
+        if not args.out:
+            print("citykpi report: --format xlsx needs --out FILE.xlsx", file=sys.stderr)
+            return 2
+        Path(args.out).write_bytes(render_xlsx(rows, catalog, args.period))
+        return 0
     text = render(rows, catalog, args.period, args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -119,7 +131,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     template = forms_commands.add_parser("template", help="the file an agency fills in for a period")
     template.add_argument("--period", type=_period, required=True, help="2026, 2026-Q1 or 2026-03")
     template.add_argument("--agency", required=True, help='id or Vietnamese name, e.g. "Sở Y tế"')
-    template.add_argument("--format", choices=["csv", "json"], default="csv")
+    template.add_argument("--format", choices=["csv", "json", "xlsx"], default="csv")
     template.add_argument("--out", help="write to this file instead of standard output")
     template.add_argument("--catalog", help=catalog_help)
     template.set_defaults(func=_template)
@@ -138,7 +150,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     report = commands.add_parser("report", help="all indicators of the set for a period, grouped as in the decision")
     report.add_argument("--period", type=_period, required=True, help="2026, 2026-Q1 or 2026-03")
-    report.add_argument("--format", choices=["json", "csv", "md"], default="md")
+    report.add_argument("--format", choices=["json", "csv", "md", "xlsx"], default="md")
     report.add_argument("--out", help="write to this file instead of standard output")
     report.add_argument("--catalog", help=catalog_help)
     report.set_defaults(func=_report)

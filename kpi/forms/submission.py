@@ -7,6 +7,7 @@ with any problem is refused whole.
 import csv
 import io
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,44 +51,77 @@ class _Cell:
 
 
 def parse_submission(path: Path, catalog: Catalog) -> Submission:
+    """Read and check a CSV, JSON or XLSX submission; raise SubmissionError listing every problem."""
     raw = path.read_bytes()
     problems: list[str] = []
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SubmissionError([f"{path}: not UTF-8 (invalid byte at offset {exc.start}); save as UTF-8"]) from None
-    if path.suffix.lower() == ".json":
-        header, cells = _read_json(path, text, problems)
-    elif path.suffix.lower() == ".csv":
-        header, cells = _read_csv(path, text, problems)
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        header, cells = _read_xlsx(path, raw, problems)
+    elif suffix in (".csv", ".json"):
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise SubmissionError([f"{path}: not UTF-8 (invalid byte at offset {exc.start}); save as UTF-8"]) from None
+        if suffix == ".json":
+            header, cells = _read_json(path, text, problems)
+        else:
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            numbered = ((n, row) for n, row in enumerate(reader, start=2))
+            header, cells = _read_rows(path, reader.fieldnames or [], numbered,
+                                       lambda n, column: f"{path}:{n}:{column}", problems)
     else:
-        raise SubmissionError([f"{path}: unsupported format {path.suffix!r}; use .csv or .json"])
+        raise SubmissionError([f"{path}: unsupported format {path.suffix!r}; use .csv, .json or .xlsx"])
     if problems:
         raise SubmissionError(problems)
-    submission = _check(header, cells, catalog, problems)
+    submission = _check(str(path), header, cells, catalog, problems)
     if problems or submission is None:
         raise SubmissionError(problems)
     return submission
 
 
-def _read_csv(path: Path, text: str, problems: list[str]) -> tuple[dict[str, tuple[str, str]], list[_Cell]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = [c for c in ("period", "agency", "indicator", "input", "value") if c not in (reader.fieldnames or [])]
+def _read_xlsx(path: Path, raw: bytes, problems: list[str]) -> tuple[dict[str, tuple[str, str]], list[_Cell]]:
+    from openpyxl import load_workbook
+    from openpyxl.utils import get_column_letter
+
+    try:
+        sheet = load_workbook(io.BytesIO(raw), read_only=True, data_only=True).worksheets[0]
+    except Exception as exc:  # openpyxl raises many types for a damaged or foreign file
+        problems.append(f"{path}: not a readable XLSX workbook ({exc.__class__.__name__}); save it as .xlsx")
+        return {}, []
+    rows = sheet.iter_rows(values_only=True)
+    fieldnames = [str(v or "").strip() for v in next(rows, ())]
+    letters = {name: get_column_letter(i + 1) for i, name in enumerate(fieldnames)}
+    numbered = ((n, {name: ("" if v is None else v) for name, v in zip(fieldnames, row, strict=False)})
+                for n, row in enumerate(rows, start=2))
+    # Problems name the cell as the spreadsheet shows it: H7, not row 7 column "value".
+    return _read_rows(path, fieldnames, numbered, lambda n, column: f"{path}:{letters.get(column, '?')}{n}",
+                      problems)
+
+
+def _read_rows(path: Path, fieldnames: list[str], rows: Iterable[tuple[int, dict]],
+               where: Callable[[int, str], str], problems: list[str]) -> tuple[dict[str, tuple[str, str]], list[_Cell]]:
+    """Rows of the template's columns (CSV or XLSX): one agency, one period, one unit per file."""
+    missing = [c for c in ("period", "agency", "indicator", "input", "value") if c not in fieldnames]
     if missing:
         problems.append(f"{path}:1:-: missing column(s) {', '.join(missing)}; expected {','.join(CSV_COLUMNS)}")
         return {}, []
     header: dict[str, tuple[str, str]] = {}
+    first_row: dict[str, int] = {}
     cells: list[_Cell] = []
-    for number, row in enumerate(reader, start=2):
-        row = {k: (v or "").strip() for k, v in row.items() if k is not None}
+    for number, row in rows:
+        row = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items() if k is not None}
+        row = {k: ("" if v is None else v) for k, v in row.items()}
+        if all(v == "" for v in row.values()):
+            continue
         for column in ("period", "agency", "reporting_unit"):
-            value = row.get(column, "")
-            first = header.setdefault(column, (value, f"{path}:{number}:{column}"))
+            value = str(row.get(column, ""))
+            first = header.setdefault(column, (value, where(number, column)))
+            first_row.setdefault(column, number)
             if value != first[0]:
-                problems.append(f"{path}:{number}:{column}: {value!r} differs from {first[0]!r} on "
-                                f"{first[1].split(':')[-2]}; one file is one agency, one period, one unit")
+                problems.append(f"{where(number, column)}: {value!r} differs from {first[0]!r} on row "
+                                f"{first_row[column]}; one file is one agency, one period, one unit")
         if row["value"] != "":
-            cells.append(_Cell(row["indicator"], row["input"], row["value"], f"{path}:{number}:value"))
+            cells.append(_Cell(str(row["indicator"]), str(row["input"]), row["value"], where(number, "value")))
     return header, cells
 
 
@@ -112,7 +146,7 @@ def _read_json(path: Path, text: str, problems: list[str]) -> tuple[dict[str, tu
     return header, cells
 
 
-def _check(header: dict[str, tuple[str, str]], cells: list[_Cell], catalog: Catalog,
+def _check(source: str, header: dict[str, tuple[str, str]], cells: list[_Cell], catalog: Catalog,
            problems: list[str]) -> Submission | None:
     period_text, period_where = header.get("period", ("", "period"))
     agency_text, agency_where = header.get("agency", ("", "agency"))
@@ -134,7 +168,7 @@ def _check(header: dict[str, tuple[str, str]], cells: list[_Cell], catalog: Cata
     agency = current[0]
     submission = Submission(period, agency.id, header.get("reporting_unit", ("", ""))[0])
     if not cells:
-        problems.append(f"{period_where.rsplit(':', 2)[0]}: no values filled in")
+        problems.append(f"{source}: no values filled in")
     for cell in cells:
         try:
             indicator = catalog.indicator(cell.code)

@@ -16,16 +16,53 @@ def indicators_for(catalog: Catalog, agency_id: str, period: Period) -> list[Ind
     return [i for i in catalog.indicators if i.kind == "form" and accepts(catalog, i.code, agency_id, period)]
 
 
+def _template_rows(catalog: Catalog, agency_id: str, period: Period) -> list[list[str]]:
+    rows = []
+    for indicator in indicators_for(catalog, agency_id, period):
+        for item in indicator.inputs:
+            label = item.label_vi + (f" ({FLAG_HINT})" if item.role == "flag" else "")
+            rows.append([period.label, agency_id, "", indicator.code, indicator.name_vi, item.id, label, ""])
+    return rows
+
+
 def csv_template(catalog: Catalog, agency_id: str, period: Period) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for indicator in indicators_for(catalog, agency_id, period):
-        for item in indicator.inputs:
-            label = item.label_vi + (f" ({FLAG_HINT})" if item.role == "flag" else "")
-            writer.writerow([period.label, agency_id, "", indicator.code, indicator.name_vi, item.id, label, ""])
+    writer.writerows(_template_rows(catalog, agency_id, period))
     # A UTF-8 BOM so that Excel, which agencies use, shows the diacritics instead of mojibake.
     return "\ufeff" + out.getvalue()
+
+
+def xlsx_template(catalog: Catalog, agency_id: str, period: Period) -> bytes:
+    """The same rows as the CSV, in a sheet where only the value column is meant to be typed in."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = f"Biểu mẫu {period.label}"
+    sheet.append(CSV_COLUMNS)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    yes_no = DataValidation(type="list", formula1='"Có,Chưa"', allow_blank=True)
+    counts = DataValidation(type="whole", operator="greaterThanOrEqual", formula1="0", allow_blank=True,
+                            error="Nhập số nguyên không âm", showErrorMessage=True)
+    sheet.add_data_validation(yes_no)
+    sheet.add_data_validation(counts)
+    value_column = len(CSV_COLUMNS)
+    for row in _template_rows(catalog, agency_id, period):
+        sheet.append(row)
+        target = sheet.cell(row=sheet.max_row, column=value_column)
+        target.fill = PatternFill("solid", start_color="FFF2CC")
+        (yes_no if row[6].endswith(f"({FLAG_HINT})") else counts).add(target)
+    for letter, width in zip("ABCDEFGH", (8, 18, 14, 9, 60, 40, 70, 14), strict=True):
+        sheet.column_dimensions[letter].width = width
+    sheet.freeze_panes = "A2"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
 
 
 def json_template(catalog: Catalog, agency_id: str, period: Period) -> str:

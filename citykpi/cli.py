@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     from kpi.cli import add_commands as add_kpi_commands
     from kpi.forms.cli import add_commands as add_forms_commands
     from registry.cli import add_commands as add_registry_commands
+    from simulators.cli import add_commands as add_simulator_commands
 
     parser = argparse.ArgumentParser(
         prog="citykpi", description="Smart-city coverage indicators: heartbeats in, coverage rates out.",
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest_commands(commands)
     add_kpi_commands(commands)
     add_forms_commands(commands)
+    add_simulator_commands(commands)
 
     demo = commands.add_parser("demo", help="the whole path on a throwaway database and broker; needs nothing "
                                "installed")

@@ -13,7 +13,7 @@ class MqttPublisher:
     """One connection publishing for many devices (a load generator, not a device)."""
 
     def __init__(self, url: str, *, client_id: str = "citykpi-simulator", topic_prefix: str = "devices",
-                 max_inflight: int = 1000) -> None:
+                 max_inflight: int = 100) -> None:
         address = parse_mqtt_url(url)
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
         self._client.max_inflight_messages_set(max_inflight)

@@ -1,0 +1,128 @@
+"""`citykpi simulate`: a fleet of every device kind, with failure modes, over MQTT or Kafka."""
+
+import argparse
+import csv
+import multiprocessing
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from citykpi.cli import load_settings
+
+DEFAULT_INTERVAL_S = {"cctv": 60, "wifi_ap": 60, "bus_display": 60, "air_monitor": 300, "water_monitor": 300,
+                      "wastewater_station": 300}
+
+
+def _duration(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 10m, 2h or 1d")
+    return timedelta(seconds=float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)])
+
+
+def _instant(text: str) -> datetime:
+    from registry.validation import parse_instant
+
+    try:
+        return parse_instant(text, load_settings().zone)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _devices_from_registry(path: Path) -> list[tuple[str, str, int]]:
+    devices_csv = path / "devices.csv" if path.is_dir() else path
+    with devices_csv.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    seen: dict[str, tuple[str, str, int]] = {}
+    for row in rows:
+        interval = int(row.get("heartbeat_interval_s") or DEFAULT_INTERVAL_S[row["kind"]])
+        seen[row["device_id"]] = (row["device_id"], row["kind"], interval)
+    return list(seen.values())
+
+
+def _synthetic(points_per_category: int, seed: int, write_to: Path | None) -> list[tuple[str, str, int]]:
+    from simulators.province import generate_province, write_registry_files
+
+    points, devices = generate_province(points_per_category, seed=seed)
+    if write_to is not None:
+        start = datetime.now(UTC).date() - timedelta(days=365)
+        points_csv, devices_csv = write_registry_files(write_to, points, devices, valid_from=start)
+        print(f"registry files: {points_csv}, {devices_csv}", file=sys.stderr)
+    return [(d.device_id, d.kind, DEFAULT_INTERVAL_S[d.kind]) for d in devices]
+
+
+def _expected_messages(devices: list[tuple[str, str, int]], start: datetime, end: datetime) -> int:
+    """Roughly one message per device per interval: enough for a progress bar's total."""
+    seconds = (end - start).total_seconds()
+    return int(sum(seconds / interval for _, _, interval in devices))
+
+
+def _worker(args: argparse.Namespace, devices: list[tuple[str, str, int]], index: int, start: datetime,
+            end: datetime, show_progress: bool) -> tuple[int, float]:
+    from citykpi.progress import Progress
+    from simulators.faults import FaultShares
+    from simulators.run import backfill, build_fleet, live
+    from simulators.transports import KafkaTransport, MqttTransport
+
+    settings = load_settings()
+    shares = FaultShares.none() if args.no_faults else FaultShares.parse(args.faults)
+    speed = 1.0 if args.backfill else args.speed
+    fleet = build_fleet(devices, shares, start, end, seed=args.seed, speed=speed)
+    transport = (MqttTransport(settings.mqtt_url, client_id=f"citykpi-simulator-{index}")
+                 if args.transport == "mqtt" else KafkaTransport(settings.kafka_bootstrap, settings.kafka_topic))
+    if args.backfill:
+        progress = Progress("Gửi dữ liệu quá khứ", _expected_messages(devices, start, end)) if show_progress else None
+        report = backfill(fleet, transport, start, end, seed=args.seed, progress=progress)
+    else:
+        progress = Progress(f"Mô phỏng ×{args.speed:g}", int((end - start).total_seconds())) if show_progress else None
+        report = live(fleet, transport, start, end, seed=args.seed, speed=speed, progress=progress)
+    if progress is not None:
+        progress.finish()
+    return report.messages, report.seconds
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    if args.province:
+        devices = _devices_from_registry(Path(args.province))
+    else:
+        devices = _synthetic(args.synthetic, args.seed, Path(args.write_registry) if args.write_registry else None)
+    if args.backfill:
+        start, end = args.backfill
+        window = load_settings().lateness_window
+        if start < datetime.now(UTC) - window:
+            print(f"warning: heartbeats before {datetime.now(UTC) - window:%Y-%m-%d %H:%M} UTC are older than "
+                  "the lateness window and will be dead-lettered as ts_too_old", file=sys.stderr)
+    else:
+        start = datetime.now(UTC)
+        end = start + args.duration
+    slices = [devices[i::args.processes] for i in range(args.processes)]
+    if args.processes == 1:
+        results = [_worker(args, devices, 0, start, end, True)]
+    else:
+        with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+            results = pool.starmap(_worker, [(args, s, i, start, end, i == 0) for i, s in enumerate(slices)])
+    messages = sum(r[0] for r in results)
+    seconds = max(r[1] for r in results)
+    print(f"{len(devices)} devices, {messages} messages in {seconds:.1f} s: {messages / max(seconds, 1e-9):,.0f} "
+          f"messages/s over {args.transport} ({args.processes} process(es))")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    simulate = commands.add_parser(
+        "simulate", help="drive a simulated fleet over MQTT or Kafka (CITYKPI_MQTT_URL / CITYKPI_KAFKA_BOOTSTRAP)")
+    source = simulate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--province", help="a registry devices.csv, or a folder holding one")
+    source.add_argument("--synthetic", type=int, metavar="N", help="a synthetic province, N key points per category")
+    simulate.add_argument("--write-registry", metavar="DIR", help="with --synthetic: write points.csv and devices.csv")
+    simulate.add_argument("--transport", choices=["mqtt", "kafka"], default="mqtt")
+    simulate.add_argument("--speed", type=float, default=1.0, help="devices beat this many times faster")
+    simulate.add_argument("--duration", type=_duration, default=timedelta(minutes=10), help="e.g. 90s, 10m, 2h")
+    simulate.add_argument("--backfill", nargs=2, type=_instant, metavar=("FROM", "TO"),
+                          help="send history for [FROM, TO) at full speed instead of running live")
+    simulate.add_argument("--faults", default="", help="fault shares over the defaults, e.g. outage=0.1,malformed=0")
+    simulate.add_argument("--no-faults", action="store_true", help="every device healthy")
+    simulate.add_argument("--seed", type=int, default=2268)
+    simulate.add_argument("--processes", type=int, default=1, help="split the fleet over this many processes")
+    simulate.set_defaults(func=_simulate)

@@ -69,7 +69,9 @@ def _worker(args: argparse.Namespace, devices: list[tuple[str, str, int]], index
     shares = FaultShares.none() if args.no_faults else FaultShares.parse(args.faults)
     speed = 1.0 if args.backfill else args.speed
     fleet = build_fleet(devices, shares, start, end, seed=args.seed, speed=speed)
-    transport = (MqttTransport(settings.mqtt_url, client_id=f"citykpi-simulator-{index}")
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    transport = (MqttTransport(settings.mqtt_url, client_id=f"citykpi-simulator-{index}",
+                               username=settings.mqtt_username, password=password)
                  if args.transport == "mqtt" else KafkaTransport(settings.kafka_bootstrap, settings.kafka_topic))
     if args.backfill:
         progress = Progress("Gửi dữ liệu quá khứ", _expected_messages(devices, start, end)) if show_progress else None

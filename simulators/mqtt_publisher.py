@@ -13,9 +13,13 @@ class MqttPublisher:
     """One connection publishing for many devices (a load generator, not a device)."""
 
     def __init__(self, url: str, *, client_id: str = "citykpi-simulator", topic_prefix: str = "devices",
-                 max_inflight: int = 100) -> None:
+                 max_inflight: int = 100, username: str | None = None, password: str | None = None) -> None:
         address = parse_mqtt_url(url)
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        if username:
+            self._client.username_pw_set(username, password)
+        if address.tls:
+            self._client.tls_set()
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
         self._client.connect(address.host, address.port, keepalive=30)

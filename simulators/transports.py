@@ -16,8 +16,9 @@ class Transport(Protocol):
 
 
 class MqttTransport:
-    def __init__(self, url: str, *, client_id: str) -> None:
-        self._publisher = MqttPublisher(url, client_id=client_id)
+    def __init__(self, url: str, *, client_id: str, username: str | None = None,
+                 password: str | None = None) -> None:
+        self._publisher = MqttPublisher(url, client_id=client_id, username=username, password=password)
 
     def send(self, message: Outgoing) -> None:
         self._publisher.publish_raw(message.topic, message.body)

@@ -84,3 +84,20 @@ def test_prometheus_configuration_is_valid(tmp_path: Path) -> None:
     result = subprocess.run([_promtool(), "check", "config", str(tmp_path / "prometheus.yml")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rules_are_valid_and_their_unit_tests_pass() -> None:
+    rules = DEPLOY / "prometheus"
+    check = subprocess.run([_promtool(), "check", "rules", str(rules / "alerts.yml")], capture_output=True, text=True)
+    test = subprocess.run([_promtool(), "test", "rules", "alerts_test.yml"], capture_output=True, text=True,
+                          cwd=rules)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert test.returncode == 0, test.stdout + test.stderr
+
+
+def test_every_alert_has_a_unit_test() -> None:
+    alerts = {r["alert"] for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
+              for r in g["rules"]}
+    unit_tests = yaml.safe_load((DEPLOY / "prometheus" / "alerts_test.yml").read_text())["tests"]
+    tested = {case["alertname"] for t in unit_tests for case in t["alert_rule_test"]}
+    assert alerts == tested

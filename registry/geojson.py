@@ -46,7 +46,8 @@ def _check_crs(crs: object, problems: Problems) -> None:
     name = crs.get("properties", {}).get("name") if isinstance(crs, dict) else None
     if isinstance(name, str) and name in _WGS84:
         return
-    problems.add("-", "crs", f"coordinates are in {name or crs!r}; export the layer as WGS 84 (EPSG:4326)")
+    described = name if isinstance(name, str) else repr(crs)[:100]
+    problems.add("-", "crs", f"coordinates are in {described}; export the layer as WGS 84 (EPSG:4326)")
     problems.raise_if_any()
 
 

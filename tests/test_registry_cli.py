@@ -1,0 +1,87 @@
+"""`citykpi registry …` as an operator runs it: exit status, what goes to stdout and stderr."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.registry_files import DEVICES_HEADER, POINTS_HEADER, UNITS_HEADER, write
+
+UNITS = (UNITS_HEADER
+         + "52,Tỉnh Bình Định,,province,,,\n"
+         + "540,Thành phố Quy Nhơn,52,district,,,\n"
+         + "549,Thị xã An Nhơn,52,district,,,\n")
+POINTS = (POINTS_HEADER
+          + "SEC-1,Ngã tư Lê Lợi,security_point,540,13.77,109.22,2025-01-01,\n"
+          + "BUS-1,Trạm dừng Đập Đá,transit_stop,549,13.88,109.1,2025-01-01,\n"
+          + "BUS-2,Trạm dừng Ga Quy Nhơn,transit_stop,540,13.78,109.21,2025-01-01,\n")
+
+
+@pytest.fixture
+def run(database_url: str):
+    def citykpi(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "citykpi.cli", "registry", *args], capture_output=True,
+                              text=True, env={"CITYKPI_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
+                              timeout=120)
+    return citykpi
+
+
+@pytest.fixture
+def loaded(run, tmp_path: Path) -> None:
+    assert run("import", "units", str(write(tmp_path, "units.csv", UNITS)), "--effective", "2025-01-01").returncode == 0
+    assert run("import", "points", str(write(tmp_path, "points.csv", POINTS)),
+               "--effective", "2025-01-01").returncode == 0
+
+
+def test_a_bad_file_exits_1_listing_every_problem(run, loaded: None, tmp_path: Path) -> None:
+    path = write(tmp_path, "devices.csv", DEVICES_HEADER
+                 + "cam-1,cctv,BUS-1,2025-01-01,,60\n"
+                 + "disp-1,bus_display,BUS-404,2025-01-01,,60\n")
+    result = run("import", "devices", str(path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{path}:2:kind: a cctv serves security_point points; BUS-1 is transit_stop",
+        f"{path}:3:point_id: unknown key point 'BUS-404'; import it with the points first",
+        f"{path}: 2 problem(s), nothing imported",
+    ]
+
+
+def test_reimporting_prints_0_changed(run, loaded: None, tmp_path: Path) -> None:
+    result = run("import", "points", str(tmp_path / "points.csv"), "--effective", "2025-01-01")
+    assert (result.returncode, result.stdout) == (0, f"{tmp_path / 'points.csv'}: 0 changed (0 added, 0 changed, "
+                                                     "0 closed)\n")
+
+
+def test_a_dry_run_prints_one_line_per_kind_of_change(run, loaded: None, tmp_path: Path) -> None:
+    path = write(tmp_path, "points-new.csv", POINTS_HEADER
+                 + "BUS-1,Trạm dừng Đập Đá (mới),transit_stop,549,13.88,109.1,2025-01-01,\n"
+                 + "BUS-3,Trạm dừng Chợ Dinh,transit_stop,540,13.77,109.23,2025-03-01,\n")
+    result = run("import", "points", str(path), "--effective", "2025-06-01", "--dry-run")
+    again = run("import", "points", str(path), "--effective", "2025-06-01", "--dry-run")
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [
+        "added 1: BUS-3", "closed 1: BUS-2", "changed 1: BUS-1",
+        f"{path}: 3 changed (1 added, 1 changed, 1 closed) — dry run, nothing written"]
+    assert again.stdout == result.stdout
+
+
+def test_list_points_of_a_category_under_a_unit(run, loaded: None) -> None:
+    result = run("list", "points", "--category", "transit_stop", "--at", "2025-06-30", "--admin-unit", "52")
+    under_quy_nhon = run("list", "points", "--category", "transit_stop", "--at", "2025-06-30", "--admin-unit", "540")
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["BUS-1", "BUS-2"]
+    assert [line.split("\t")[0] for line in under_quy_nhon.stdout.splitlines()] == ["BUS-2"]
+    assert under_quy_nhon.stderr == "1 key point(s) in force at 2025-06-30 under 540\n"
+
+
+def test_list_units_prints_the_tree(run, loaded: None) -> None:
+    result = run("list", "units", "--at", "2025-06-30")
+    assert result.stdout.splitlines() == ["52\tTỉnh Bình Định\tprovince", "  540\tThành phố Quy Nhơn\tdistrict",
+                                          "  549\tThị xã An Nhơn\tdistrict"]
+
+
+def test_an_exported_file_reimports_to_0_changed(run, loaded: None, tmp_path: Path) -> None:
+    exported = tmp_path / "export.geojson"
+    assert run("export", "points", "--format", "geojson", "-o", str(exported)).returncode == 0
+    result = run("import", "points", str(exported), "--effective", "2025-01-01")
+    assert result.stdout == f"{exported}: 0 changed (0 added, 0 changed, 0 closed)\n"

@@ -142,3 +142,19 @@ def test_a_new_version_that_ends_the_old_one_in_the_same_file_is_accepted(db: ps
                  + "SEC-1,Ngã tư,security_point,549,13.77,109.22,2025-07-01,\n")
     count = import_points(db, parse_points(path, ZONE), effective=datetime(2026, 1, 1, tzinfo=ZONE))
     assert (count.added, count.changed, count.closed) == (1, 1, 0)
+
+
+def test_the_denominator_holds_the_points_in_force_during_the_period(db: psycopg.Connection,
+                                                                     tmp_path: Path) -> None:
+    from registry.queries import points_in_force
+
+    seed_units(db)
+    path = write(tmp_path, "points.csv", HEADER
+                 + "BUS-1,Ended inside,transit_stop,540,13.77,109.22,2025-01-01,2025-03-01\n"
+                 + "BUS-2,Started inside,transit_stop,540,13.77,109.22,2025-03-01,\n"
+                 + "BUS-3,Ended at the start,transit_stop,540,13.77,109.22,2024-01-01,2025-01-01\n"
+                 + "BUS-4,Starts at the end,transit_stop,540,13.77,109.22,2025-06-01,\n"
+                 + "SEC-1,Other category,security_point,540,13.77,109.22,2024-01-01,\n")
+    import_points(db, parse_points(path, ZONE), effective=datetime(2024, 1, 1, tzinfo=UTC))
+    rows = points_in_force(db, "transit_stop", datetime(2025, 1, 1, tzinfo=ZONE), datetime(2025, 6, 1, tzinfo=ZONE))
+    assert [r["point_id"] for r in rows] == ["BUS-1", "BUS-2"]

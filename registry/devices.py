@@ -10,12 +10,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from citykpi.settings import DEVICE_KINDS
-from registry.validation import ID_PATTERN, Problems, read_csv, validity
+from registry.validation import ID_PATTERN, Problems, bulk_allocation, read_csv, validity
 
 COLUMNS = ["device_id", "kind", "point_id", "valid_from", "valid_to", "heartbeat_interval_s"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Binding:
     """A device bound to a key point over [valid_from, valid_to); `row` is where the file holds it."""
 
@@ -30,6 +30,11 @@ class Binding:
 
 def read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Binding]:
     """The bindings that passed every row check; the others are in `problems`."""
+    with bulk_allocation():
+        return _read_devices(path, zone, problems)
+
+
+def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Binding]:
     bindings: list[Binding] = []
     kinds_in_file: dict[str, tuple[str, int]] = {}
     seen: dict[tuple[str, datetime], int] = {}

@@ -27,23 +27,33 @@ WHERE NOT EXISTS (SELECT 1 FROM key_points k WHERE k.point_id = s.point_id) ORDE
 """
 
 # A binding counts only through the category its kind serves: the point must be of that category in some
-# version in force while the binding holds.
+# version in force while the binding holds. An anti-join finds the offenders; only for those does the
+# lateral subquery gather what the point is instead, for the message.
 _WRONG_CATEGORY = """
-SELECT s.row, s.kind, s.point_id, served.category, held.categories
-FROM staged_bindings s
-JOIN unnest(%(kinds)s::text[], %(categories)s::text[]) AS served (kind, category) ON served.kind = s.kind
+WITH offending AS (
+    SELECT s.row, s.kind, s.point_id, s.valid_from, s.valid_to, served.category
+    FROM staged_bindings s
+    JOIN unnest(%(kinds)s::text[], %(categories)s::text[]) AS served (kind, category) ON served.kind = s.kind
+    WHERE EXISTS (SELECT 1 FROM key_points k WHERE k.point_id = s.point_id)
+      AND NOT EXISTS (SELECT 1 FROM key_points k
+                      WHERE k.point_id = s.point_id AND served.category = ANY (k.categories)
+                        AND k.valid_from < coalesce(s.valid_to, 'infinity')
+                        AND s.valid_from < coalesce(k.valid_to, 'infinity'))
+)
+SELECT o.row, o.kind, o.point_id, o.category, held.categories
+FROM offending o
 CROSS JOIN LATERAL (
     SELECT array_agg(DISTINCT c ORDER BY c) AS categories
     FROM key_points k, unnest(k.categories) AS c
-    WHERE k.point_id = s.point_id AND k.valid_from < coalesce(s.valid_to, 'infinity')
-      AND s.valid_from < coalesce(k.valid_to, 'infinity')) AS held
-WHERE EXISTS (SELECT 1 FROM key_points k WHERE k.point_id = s.point_id)
-  AND NOT (served.category = ANY (coalesce(held.categories, '{}')))
-ORDER BY s.row
+    WHERE k.point_id = o.point_id AND k.valid_from < coalesce(o.valid_to, 'infinity')
+      AND o.valid_from < coalesce(k.valid_to, 'infinity')) AS held
+ORDER BY o.row
 """
 
 _ADD_DEVICES = """
-INSERT INTO devices (device_id, kind) SELECT DISTINCT device_id, kind FROM staged_bindings
+INSERT INTO devices (device_id, kind)
+SELECT DISTINCT s.device_id, s.kind FROM staged_bindings s
+WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
 ON CONFLICT (device_id) DO NOTHING RETURNING device_id
 """
 
@@ -100,7 +110,8 @@ def import_devices(conn: psycopg.Connection, bindings: list[Binding], *, effecti
             (b.row, b.device_id, b.kind, b.point_id, b.valid_from, b.valid_to, b.heartbeat_interval_s)
             for b in bindings))
         _check_registry(conn, problems)
-        problems.raise_if_any()
+        # No raise yet: applying inside the transaction lets the overlap check below report its problems
+        # in the same list; any problem then rolls everything back.
         count.add("added", [r["device_id"] for r in conn.execute(_ADD_DEVICES)])
         count.add("changed", [r["id"] for r in conn.execute(_CHANGE)])
         count.add("added", [r["id"] for r in conn.execute(_ADD)])

@@ -12,13 +12,14 @@ from zoneinfo import ZoneInfo
 
 from registry.categories import CATEGORIES
 from registry.geojson import read_geojson_points
-from registry.validation import ID_PATTERN, VIETNAM_BOX, Bounds, Problems, read_csv, validity
+from registry.validation import ID_PATTERN, VIETNAM_BOX, Bounds, Problems, bulk_allocation, read_csv, validity
 
 COLUMNS = ["point_id", "name", "categories", "admin_unit", "lat", "lon", "valid_from", "valid_to"]
 GEOJSON_SUFFIXES = (".geojson", ".json")
+_SINGLE = frozenset(CATEGORIES)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyPoint:
     """One version of a key point, in force over [valid_from, valid_to); `row` is where the file holds it."""
 
@@ -36,6 +37,11 @@ class KeyPoint:
 def read_points(path: Path, zone: ZoneInfo, problems: Problems, *, bounds: Bounds = VIETNAM_BOX) -> list[KeyPoint]:
     """The points of a CSV or GeoJSON file (by suffix) that passed every row check; the others are in
     `problems`, which the caller raises once the database checks have added theirs."""
+    with bulk_allocation():
+        return _read_points(path, zone, problems, bounds)
+
+
+def _read_points(path: Path, zone: ZoneInfo, problems: Problems, bounds: Bounds) -> list[KeyPoint]:
     if path.suffix.lower() in GEOJSON_SUFFIXES:
         rows = read_geojson_points(path, COLUMNS, problems)
     else:
@@ -77,7 +83,11 @@ def _check_row(number: int, row: dict[str, str], problems: Problems, zone: ZoneI
     if not row["name"]:
         problems.add(number, "name", "empty")
         ok = False
-    categories = tuple(dict.fromkeys(c.strip() for c in row["categories"].split(";") if c.strip()))
+    text = row["categories"]
+    if text in _SINGLE:  # the common case, without splitting
+        categories: tuple[str, ...] = (text,)
+    else:
+        categories = tuple(dict.fromkeys(c.strip() for c in text.split(";") if c.strip()))
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown:
         problems.add(number, "categories",

@@ -90,7 +90,8 @@ def import_points(conn: psycopg.Connection, points: list[KeyPoint], *, effective
             (p.row, p.point_id, p.name, list(p.categories), p.admin_unit, p.lat, p.lon, p.valid_from, p.valid_to)
             for p in points))
         _check_units(conn, problems, zone)
-        problems.raise_if_any()
+        # No raise yet: applying inside the transaction lets the overlap check below report its problems
+        # in the same list; any problem then rolls everything back.
         count.add("changed", [r["point_id"] for r in conn.execute(_CHANGE)])
         count.add("added", [r["point_id"] for r in conn.execute(_ADD)])
         count.add("closed", [r["point_id"] for r in conn.execute(_CLOSE, {"effective": effective,

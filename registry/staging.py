@@ -14,6 +14,10 @@ def stage(conn: psycopg.Connection, table: str, columns: Sequence[tuple[str, str
     transaction (a savepoint does not end it).
     """
     name = sql.Identifier(table)
+    # For the rest of the transaction: JIT compilation costs more than it saves on these one-off joins
+    # (it took 0.4 s of a 0.9 s check on 200 000 rows), and the sorts of a large file fit in memory.
+    conn.execute("SET LOCAL jit = off")
+    conn.execute("SET LOCAL work_mem = '64MB'")
     conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(name))
     conn.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
         name, sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns)))

@@ -59,6 +59,7 @@ def test_registry_problems_are_listed_together_and_nothing_is_written(db: psycop
     with pytest.raises(RegistryFileError) as raised:
         _import(db, path)
     assert raised.value.problems == [
+        f"{path}:3:valid_from: cam-1 is already bound to SEC-1 then (row 2); a device is in one place at a time",
         f"{path}:4:point_id: unknown key point 'SEC-404'; import it with the points first",
         f"{path}:5:kind: a wifi_ap serves public_place points; SEC-1 is security_point",
         f"{path}:6:heartbeat_interval_s: 'notanumber' is not a positive whole number of seconds",

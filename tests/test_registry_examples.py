@@ -77,3 +77,16 @@ def test_the_abolished_district_holds_nothing_after_the_reform(db: psycopg.Conne
 def test_every_example_reimports_to_0_changed(db: psycopg.Connection, province: None) -> None:
     for what, name in (("units", "units-gia-lai-2025.csv"), ("points", "points.csv"), ("devices", "devices.csv")):
         assert _load(db, what, name, AFTER).total == 0, name
+
+
+def test_a_point_version_in_an_abolished_commune_names_the_successor(db: psycopg.Connection, province: None,
+                                                                    tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    path.write_text("point_id,name,categories,admin_unit,lat,lon,valid_from,valid_to\n"
+                    "SEC-999,Nút giao giả lập số 999,security_point,S54001,13.77,109.22,2025-08-01,\n",
+                    encoding="utf-8")
+    with pytest.raises(RegistryFileError) as raised:
+        _load(db, "points", str(path), AFTER)
+    assert raised.value.problems == [
+        f"{path}:2:admin_unit: administrative unit S54001 (Phường Trần Phú) is not in force on 2025-08-01; "
+        "it was succeeded by N001"]

@@ -41,7 +41,11 @@ def _import(args: argparse.Namespace) -> int:
         # Reading the file first collects its problems; the import adds the registry's and raises them together.
         if args.what == "points":
             points = read_points(path, zone, problems, bounds=Bounds.parse(settings.registry_bounds))
-            categories = set(args.categories.split(";")) if args.categories else None
+            categories = {c.strip() for c in args.categories.split(";") if c.strip()} if args.categories else None
+            if categories and not categories <= set(CATEGORIES):
+                print(f"--categories: unknown {';'.join(sorted(categories - set(CATEGORIES)))}; expected some of "
+                      f"{';'.join(CATEGORIES)}", file=sys.stderr)
+                return 2
             with connect(settings.require_database_url()) as conn:
                 count = import_points(conn, points, categories=categories, **options)
         elif args.what == "devices":

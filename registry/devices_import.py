@@ -106,6 +106,10 @@ def import_devices(conn: psycopg.Connection, bindings: list[Binding], *, effecti
     zone = zone or ZoneInfo("Asia/Ho_Chi_Minh")
     count = ChangeCount()
     with conn.transaction() as tx:
+        # Imports of devices run one at a time (each checks overlaps against what the other may be writing),
+        # and the points they are checked against cannot change meanwhile; readers are never blocked.
+        conn.execute("LOCK TABLE devices, bindings IN SHARE ROW EXCLUSIVE MODE")
+        conn.execute("LOCK TABLE key_points IN SHARE MODE")
         stage(conn, "staged_bindings", _STAGED, (
             (b.row, b.device_id, b.kind, b.point_id, b.valid_from, b.valid_to, b.heartbeat_interval_s)
             for b in bindings))

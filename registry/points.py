@@ -99,8 +99,9 @@ def _check_row(number: int, row: dict[str, str], problems: Problems, zone: ZoneI
     if not row["admin_unit"]:
         problems.add(number, "admin_unit", "empty; name the commune, ward, district or province by its code")
         ok = False
-    lat = _coordinate(row, "lat", bounds.lat_min, bounds.lat_max, number, problems)
-    lon = _coordinate(row, "lon", bounds.lon_min, bounds.lon_max, number, problems)
+    area = "Vietnam" if bounds == VIETNAM_BOX else "the configured box"  # CITYKPI_REGISTRY_BOUNDS
+    lat = _coordinate(row, "lat", bounds.lat_min, bounds.lat_max, area, number, problems)
+    lon = _coordinate(row, "lon", bounds.lon_min, bounds.lon_max, area, number, problems)
     valid_from, valid_to = validity(row, number, problems, zone)
     if not ok or lat is None or lon is None or valid_from is None or (row["valid_to"] and valid_to is None) \
             or (valid_to is not None and valid_to <= valid_from):
@@ -109,7 +110,7 @@ def _check_row(number: int, row: dict[str, str], problems: Problems, zone: ZoneI
                     number)
 
 
-def _coordinate(row: dict[str, str], column: str, low: float, high: float, number: int,
+def _coordinate(row: dict[str, str], column: str, low: float, high: float, area: str, number: int,
                 problems: Problems) -> float | None:
     text = row[column]
     try:
@@ -118,6 +119,6 @@ def _coordinate(row: dict[str, str], column: str, low: float, high: float, numbe
         problems.add(number, column, f"{text!r} is not a number")
         return None
     if not math.isfinite(value) or not low <= value <= high:
-        problems.add(number, column, f"{text} is outside Vietnam ({low}–{high})")
+        problems.add(number, column, f"{text} is outside {area} ({low}–{high})")
         return None
     return value

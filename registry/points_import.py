@@ -86,6 +86,10 @@ def import_points(conn: psycopg.Connection, points: list[KeyPoint], *, effective
     covered = sorted(categories or {c for p in points for c in p.categories})
     count = ChangeCount()
     with conn.transaction() as tx:
+        # Imports of points run one at a time (each checks overlaps against what the other may be writing),
+        # and the units they are checked against cannot change meanwhile; readers are never blocked.
+        conn.execute("LOCK TABLE key_points IN SHARE ROW EXCLUSIVE MODE")
+        conn.execute("LOCK TABLE admin_units IN SHARE MODE")
         stage(conn, "staged_points", _STAGED, (
             (p.row, p.point_id, p.name, list(p.categories), p.admin_unit, p.lat, p.lon, p.valid_from, p.valid_to)
             for p in points))

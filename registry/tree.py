@@ -82,3 +82,8 @@ def tree_instant_for_period(period_from: date, period_to: date, zone: ZoneInfo) 
         raise ValueError(f"period end {period_to} must be after its start {period_from}")
     end = datetime.combine(period_to, time(0), tzinfo=zone)
     return (end.astimezone(ZoneInfo("UTC")) - timedelta(hours=1)).astimezone(zone)
+
+
+def tree_for_period(conn: psycopg.Connection, period_from: date, period_to: date, zone: ZoneInfo) -> UnitTree:
+    """The tree a breakdown of the period uses; its `at` says which instant that was."""
+    return unit_tree(conn, tree_instant_for_period(period_from, period_to, zone))

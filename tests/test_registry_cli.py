@@ -85,3 +85,22 @@ def test_an_exported_file_reimports_to_0_changed(run, loaded: None, tmp_path: Pa
     assert run("export", "points", "--format", "geojson", "-o", str(exported)).returncode == 0
     result = run("import", "points", str(exported), "--effective", "2025-01-01")
     assert result.stdout == f"{exported}: 0 changed (0 added, 0 changed, 0 closed)\n"
+
+
+def test_the_coordinate_box_comes_from_the_environment(database_url: str, tmp_path: Path) -> None:
+    path = write(tmp_path, "points.csv", POINTS_HEADER
+                 + "AIR-HS,Đảo Hoàng Sa,air_hotspot,52,16.53,111.61,2025-01-01,\n")
+    result = subprocess.run([sys.executable, "-m", "citykpi.cli", "registry", "import", "points", str(path)],
+                            capture_output=True, text=True, timeout=120,
+                            env={"CITYKPI_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin",
+                                 "CITYKPI_REGISTRY_BOUNDS": "13.5,14.7,108.5,109.5"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[:2] == [f"{path}:2:lat: 16.53 is outside the configured box (13.5–14.7)",
+                                              f"{path}:2:lon: 111.61 is outside the configured box (108.5–109.5)"]
+
+
+def test_unknown_categories_option_is_refused(run, tmp_path: Path) -> None:
+    result = run("import", "points", str(write(tmp_path, "points.csv", POINTS)), "--categories", "bus_stop")
+    assert (result.returncode, result.stderr) == (2, "--categories: unknown bus_stop; expected some of "
+                                                     "security_point;public_place;transit_stop;water_source;"
+                                                     "air_hotspot;wastewater_facility\n")

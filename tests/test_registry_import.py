@@ -45,8 +45,8 @@ def test_a_narrower_box_is_configurable(tmp_path: Path) -> None:
     path = write(tmp_path, "points.csv", HEADER + "AIR-HS,Đảo Hoàng Sa,air_hotspot,540,16.53,111.61,2025-01-01,\n")
     with pytest.raises(RegistryFileError) as raised:
         parse_points(path, ZONE, bounds=Bounds.parse("13.5,14.7,108.5,109.5"))
-    assert raised.value.problems == [f"{path}:2:lat: 16.53 is outside Vietnam (13.5–14.7)",
-                                     f"{path}:2:lon: 111.61 is outside Vietnam (108.5–109.5)"]
+    assert raised.value.problems == [f"{path}:2:lat: 16.53 is outside the configured box (13.5–14.7)",
+                                     f"{path}:2:lon: 111.61 is outside the configured box (108.5–109.5)"]
 
 
 def test_non_utf8_file_is_refused_with_its_line(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from registry.tree import descendants, tree_instant_for_period, unit_tree
+from registry.tree import descendants, tree_for_period, tree_instant_for_period, unit_tree
 from registry.units import import_units, parse_units_csv, read_units
 from registry.validation import Problems, RegistryFileError
 from tests.registry_files import UNITS_HEADER, ZONE, write
@@ -111,3 +111,9 @@ def test_a_period_spanning_the_reform_is_broken_down_by_the_tree_of_its_last_buc
                                                                                           tzinfo=ZONE)
     assert tree_instant_for_period(date(2025, 6, 1), date(2025, 7, 1), ZONE) == datetime(2025, 6, 30, 23,
                                                                                           tzinfo=ZONE)
+
+
+def test_a_period_spanning_the_reform_says_which_tree_it_used(db: psycopg.Connection, tmp_path: Path) -> None:
+    _import(db, write(tmp_path, "units.csv", REFORM))
+    tree = tree_for_period(db, date(2025, 6, 1), date(2025, 8, 1), ZONE)
+    assert (tree.at, tree.roots) == (datetime(2025, 7, 31, 23, tzinfo=ZONE), ["NEW"])

@@ -117,7 +117,7 @@ def _export_points(args: argparse.Namespace) -> int:
     settings = load_settings()
     at = _instant(args.at, settings) if args.at else None
     export = export_points_csv if args.format == "csv" else export_points_geojson
-    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     try:
         with connect(settings.require_database_url()) as conn:
             n = export(conn, out, settings.zone, at=at)

@@ -17,7 +17,7 @@ _WGS84 = {"urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:OGC::CRS84", "EPSG:4
 
 def read_geojson_points(path: Path, columns: list[str], problems: Problems) -> list[tuple[int, dict[str, str]]]:
     """Point features as rows of the CSV columns; `lat`/`lon` come from the geometry, not the properties."""
-    text = decode_utf8(path.read_bytes(), problems)
+    text = decode_utf8(path.read_bytes(), problems, rows_are_lines=False)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

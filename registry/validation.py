@@ -94,13 +94,18 @@ def bulk_allocation() -> Iterator[None]:
             gc.enable()
 
 
-def decode_utf8(raw: bytes, problems: Problems) -> str:
-    """The text of a UTF-8 file, with or without BOM; anything else is refused at the line of the first bad byte."""
+def decode_utf8(raw: bytes, problems: Problems, *, rows_are_lines: bool = True) -> str:
+    """The text of a UTF-8 file, with or without BOM; anything else is refused at the line of the first bad
+    byte (as its row when rows are lines, in the reason otherwise)."""
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        problems.add(line, "-", f"not UTF-8 (invalid byte 0x{raw[exc.start]:02x}); save the file as UTF-8")
+        if rows_are_lines:
+            problems.add(line, "-", f"not UTF-8 (invalid byte 0x{raw[exc.start]:02x}); save the file as UTF-8")
+        else:
+            problems.add("-", "-", f"not UTF-8 (invalid byte 0x{raw[exc.start]:02x} on line {line}); save the "
+                         "file as UTF-8")
         problems.raise_if_any()
         raise AssertionError("unreachable") from exc
 
@@ -112,9 +117,10 @@ def read_csv(path: Path, required: list[str], problems: Problems,
     text = decode_utf8(path.read_bytes(), problems)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows = []
-    number = 1
+    number = 0  # the last row read; a CSV error is on the next one
     try:
         header = [name.strip() for name in next(reader, [])]
+        number = 1
         missing = [name for name in required if name not in header]
         if missing:
             problems.add(1, "-", f"missing column(s) {', '.join(missing)}; expected {','.join(required)}")

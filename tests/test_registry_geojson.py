@@ -73,3 +73,12 @@ def test_a_file_that_is_not_json_is_refused_with_its_position(tmp_path: Path) ->
     with pytest.raises(RegistryFileError) as raised:
         parse_points(path, ZONE)
     assert raised.value.problems == [f"{path}:-:-: not JSON: Expecting value at line 2 column 15"]
+
+
+def test_non_utf8_geojson_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "points.geojson"
+    path.write_bytes(QGIS_EXPORT.replace("Ngã tư Lê Lợi", "Ng\udce3").encode("utf-8", "surrogateescape"))
+    with pytest.raises(RegistryFileError) as raised:
+        parse_points(path, ZONE)
+    assert raised.value.problems == [
+        f"{path}:-:-: not UTF-8 (invalid byte 0xe3 on line 6); save the file as UTF-8"]

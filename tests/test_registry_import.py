@@ -158,3 +158,13 @@ def test_the_denominator_holds_the_points_in_force_during_the_period(db: psycopg
     import_points(db, parse_points(path, ZONE), effective=datetime(2024, 1, 1, tzinfo=UTC))
     rows = points_in_force(db, "transit_stop", datetime(2025, 1, 1, tzinfo=ZONE), datetime(2025, 6, 1, tzinfo=ZONE))
     assert [r["point_id"] for r in rows] == ["BUS-1", "BUS-2"]
+
+
+def test_broken_quoting_is_reported_on_its_row(tmp_path: Path) -> None:
+    path = write(tmp_path, "points.csv", HEADER
+                 + "SEC-1,Ngã tư,security_point,540,13.77,109.22,2025-01-01,\n"
+                 + 'SEC-2,"Chợ "Lớn",security_point,540,13.77,109.22,2025-01-01,\n')
+    with pytest.raises(RegistryFileError) as raised:
+        parse_points(path, ZONE)
+    assert raised.value.problems == [
+        f"{path}:3:-: not readable as CSV (',' expected after '\"'); check the quoting"]

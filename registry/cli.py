@@ -73,11 +73,16 @@ def _import(args: argparse.Namespace) -> int:
 def _list_points(args: argparse.Namespace) -> int:
     from citykpi.db import connect
     from registry.queries import points_at
+    from registry.tree import descendants
     from registry.validation import format_instant
 
     settings = load_settings()
     at = _instant(args.at, settings)
     with connect(settings.require_database_url()) as conn:
+        if args.admin_unit and not descendants(conn, args.admin_unit, at):
+            print(f"--admin-unit: {args.admin_unit} is not an administrative unit in force at "
+                  f"{format_instant(at, settings.zone)} (see `citykpi registry list units --at …`)", file=sys.stderr)
+            return 1
         rows = points_at(conn, at, category=args.category, admin_unit=args.admin_unit)
     for r in rows:
         print("\t".join([r["point_id"], r["name"], ";".join(r["categories"]), r["admin_unit"] or "",

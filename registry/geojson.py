@@ -5,6 +5,7 @@ A row is numbered by its feature index (`features[i]`); problems with the whole 
 
 import json
 import math
+import re
 from pathlib import Path
 
 from registry.validation import Problems, decode_utf8
@@ -13,6 +14,12 @@ from registry.validation import Problems, decode_utf8
 _WGS84 = {"urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:OGC::CRS84", "EPSG:4326", "urn:ogc:def:crs:EPSG::4326",
           "urn:ogc:def:crs:EPSG:6.6:4326", "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
           "http://www.opengis.net/def/crs/EPSG/0/4326"}
+
+
+# GDAL's own text form of Date and DateTime fields, which GDAL-based tools (QGIS among them) may write:
+# "2025/01/01" and "2025/01/01 07:00:00+07" (an offset of whole hours). Read as their ISO equivalents.
+_SLASHED_DATE = re.compile(r"[0-9]{4}/[0-9]{2}/[0-9]{2}")
+_HOURS_OFFSET = re.compile(r"([+-][0-9]{2})$")
 
 
 def read_geojson_points(path: Path, columns: list[str], problems: Problems) -> list[tuple[int, dict[str, str]]]:
@@ -66,6 +73,8 @@ def _feature_row(index: int, feature: object, columns: list[str], problems: Prob
             continue
         value = properties.get(column)
         text = _as_text(value)
+        if column in ("valid_from", "valid_to") and text:
+            text = _iso_instant(text)
         if text is None:
             problems.add(index, column, f"{value!r} is not text or a number")
             ok = False
@@ -79,6 +88,13 @@ def _feature_row(index: int, feature: object, columns: list[str], problems: Prob
         return None
     row["lon"], row["lat"] = repr(float(coordinates[0])), repr(float(coordinates[1]))
     return row if ok else None
+
+
+def _iso_instant(text: str) -> str:
+    if not _SLASHED_DATE.match(text):
+        return text
+    day, rest = text[:10].replace("/", "-"), text[10:]
+    return day + _HOURS_OFFSET.sub(r"\1:00", rest) if rest else day
 
 
 def _is_number(value: object) -> bool:

@@ -82,3 +82,12 @@ def test_non_utf8_geojson_names_the_line(tmp_path: Path) -> None:
         parse_points(path, ZONE)
     assert raised.value.problems == [
         f"{path}:-:-: not UTF-8 (invalid byte 0xe3 on line 6); save the file as UTF-8"]
+
+
+def test_gdal_style_dates_are_read_as_iso(tmp_path: Path) -> None:
+    document = json.loads(QGIS_EXPORT)
+    document["features"][0]["properties"]["valid_from"] = "2025/01/01"
+    document["features"][1]["properties"]["valid_from"] = "2025/01/01 07:00:00+07"
+    points = parse_points(_write(tmp_path, json.dumps(document)), ZONE)
+    assert [p.valid_from for p in points] == [parse_instant("2025-01-01", ZONE),
+                                              parse_instant("2025-01-01T07:00:00+07:00", ZONE)]

@@ -23,7 +23,7 @@ from registry.points_import import import_points
 from registry.units import import_units, parse_units_csv
 from simulators.fleet import MONITOR_MEASUREMENTS, Behaviour, DeviceProfile, heartbeats
 from simulators.mqtt_publisher import MqttPublisher
-from simulators.province import generate_province, write_registry_files, write_units_file
+from simulators.province import generate_province, write_registry_files
 
 DEMO_INTERVAL_S = 900
 
@@ -81,7 +81,8 @@ def run_demo(*, points_per_category: int, days: int, seed: int) -> int:
                 points_csv, devices_csv = write_registry_files(Path(tmp), points, devices,
                                                                valid_from=period_from - timedelta(days=30))
                 conn.autocommit = False
-                import_units(conn, parse_units_csv(write_units_file(Path(tmp)), zone), effective=start, zone=zone)
+                units_csv = points_csv.with_name("units.csv")  # written beside the points
+                import_units(conn, parse_units_csv(units_csv, zone), effective=start, zone=zone)
                 imported_points = import_points(conn, parse_points(points_csv, zone), effective=start, zone=zone)
                 imported_devices = import_devices(conn, parse_devices_csv(devices_csv, zone), effective=start,
                                                   zone=zone)

@@ -91,7 +91,9 @@ def write_units_file(folder: Path) -> Path:
 
 def write_registry_files(folder: Path, points: list[SyntheticPoint], devices: list[SyntheticDevice],
                          valid_from: date) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
+    """points.csv and devices.csv, and units.csv beside them: the registry refuses points whose unit it
+    does not know, so the units are imported first."""
+    write_units_file(folder)
     points_path, devices_path = folder / "points.csv", folder / "devices.csv"
     with points_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

@@ -65,9 +65,28 @@ def _import(args: argparse.Namespace) -> int:
         for line in count.diff_lines():
             print(line)
         print(f"{path}: {count} — dry run, nothing written")
-    else:
-        print(f"{path}: {count}")
+        return 0
+    print(f"{path}: {count}")
+    if args.what in ("points", "units"):
+        with connect(settings.require_database_url()) as conn:
+            _warn_points_outliving_their_unit(conn, settings)
     return 0
+
+
+def _warn_points_outliving_their_unit(conn, settings: Settings, shown: int = 20) -> None:
+    """Not an error (units come before the points that follow them), but what to do next."""
+    from registry.queries import points_outliving_their_unit
+    from registry.validation import format_instant
+
+    rows = points_outliving_their_unit(conn)
+    for r in rows[:shown]:
+        ended = format_instant(r["unit_ended"], settings.zone)
+        successors = f" (succeeded by {', '.join(r['successor_codes'])})" if r["successor_codes"] else ""
+        print(f"warning: {r['point_id']} from {format_instant(r['valid_from'], settings.zone)} stays in "
+              f"{r['admin_unit']}, which ended on {ended}{successors}; add a version of the point from {ended}",
+              file=sys.stderr)
+    if len(rows) > shown:
+        print(f"warning: … and {len(rows) - shown} more key point version(s) outliving their unit", file=sys.stderr)
 
 
 def _list_points(args: argparse.Namespace) -> int:

@@ -58,3 +58,24 @@ def points_at(conn: psycopg.Connection, at: datetime, *, category: str | None = 
               admin_unit: str | None = None) -> list[dict]:
     """Point versions in force at `at`; with `admin_unit`, only those under it in the tree in force at `at`."""
     return conn.execute(_IN_FORCE_AT, {"at": at, "category": category, "root": admin_unit}).fetchall()
+
+
+# Point versions that outlive the unit version they began in: after a reform these still name an
+# abolished commune, and per-unit breakdowns after its end cannot place them. The fix is a new version of
+# the point, from the unit's end, in its successor.
+_OUTLIVING_THEIR_UNIT = """
+SELECT k.point_id, k.valid_from, k.admin_unit, u.valid_to AS unit_ended, u.successor_codes
+FROM key_points k
+JOIN LATERAL (SELECT u.valid_to, u.successor_codes FROM admin_units u
+              WHERE u.code = k.admin_unit AND u.valid_from <= k.valid_from
+                AND (u.valid_to IS NULL OR u.valid_to > k.valid_from)
+              ORDER BY u.valid_from DESC LIMIT 1) u ON true
+WHERE u.valid_to IS NOT NULL AND (k.valid_to IS NULL OR k.valid_to > u.valid_to)
+  -- unless the same code has a version in force from that instant on (a rename, not an abolition)
+  AND NOT EXISTS (SELECT 1 FROM admin_units n WHERE n.code = k.admin_unit AND n.valid_from = u.valid_to)
+ORDER BY k.point_id, k.valid_from
+"""
+
+
+def points_outliving_their_unit(conn: psycopg.Connection) -> list[dict]:
+    return conn.execute(_OUTLIVING_THEIR_UNIT).fetchall()

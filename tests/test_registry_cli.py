@@ -110,3 +110,23 @@ def test_listing_under_a_unit_not_in_force_says_so(run, loaded: None) -> None:
     result = run("list", "points", "--at", "2025-06-30", "--admin-unit", "N001")
     assert (result.returncode, result.stderr) == (1, "--admin-unit: N001 is not an administrative unit in force at "
                                                      "2025-06-30 (see `citykpi registry list units --at …`)\n")
+
+
+def test_a_units_import_warns_of_points_left_in_an_ended_unit(run, loaded: None, tmp_path: Path) -> None:
+    ended = write(tmp_path, "units-2025.csv", UNITS_HEADER
+                  + "52,Tỉnh Bình Định,,province,,2025-07-01,GL\n"
+                  + "540,Thành phố Quy Nhơn,52,district,,2025-07-01,N001\n"
+                  + "549,Thị xã An Nhơn,52,district,,2025-07-01,N002\n"
+                  + "GL,Tỉnh Gia Lai,,province,2025-07-01,,\n"
+                  + "N001,Phường Quy Nhơn,GL,commune,2025-07-01,,\n"
+                  + "N002,Phường An Nhơn,GL,commune,2025-07-01,,\n")
+    result = run("import", "units", str(ended), "--effective", "2025-07-01")
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        "warning: BUS-1 from 2025-01-01 stays in 549, which ended on 2025-07-01 (succeeded by N002); "
+        "add a version of the point from 2025-07-01",
+        "warning: BUS-2 from 2025-01-01 stays in 540, which ended on 2025-07-01 (succeeded by N001); "
+        "add a version of the point from 2025-07-01",
+        "warning: SEC-1 from 2025-01-01 stays in 540, which ended on 2025-07-01 (succeeded by N001); "
+        "add a version of the point from 2025-07-01",
+    ]

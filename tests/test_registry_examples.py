@@ -90,3 +90,9 @@ def test_a_point_version_in_an_abolished_commune_names_the_successor(db: psycopg
     assert raised.value.problems == [
         f"{path}:2:admin_unit: administrative unit S54001 (Phường Trần Phú) is not in force on 2025-08-01; "
         "it was succeeded by N001"]
+
+
+def test_no_example_point_is_left_in_an_abolished_unit(db: psycopg.Connection, province: None) -> None:
+    from registry.queries import points_outliving_their_unit
+
+    assert points_outliving_their_unit(db) == []

@@ -16,8 +16,11 @@ from citykpi.services.postgres import LocalPostgres
 from citykpi.settings import Settings
 from ingest.service import MqttIngest
 from kpi.indicators import all_sensor_values
-from registry.devices import import_devices, parse_devices_csv
-from registry.points import import_points, parse_points_csv
+from registry.devices import parse_devices_csv
+from registry.devices_import import import_devices
+from registry.points import parse_points
+from registry.points_import import import_points
+from registry.units import import_units, parse_units_csv
 from simulators.fleet import MONITOR_MEASUREMENTS, Behaviour, DeviceProfile, heartbeats
 from simulators.mqtt_publisher import MqttPublisher
 from simulators.province import generate_province, write_registry_files
@@ -78,9 +81,11 @@ def run_demo(*, points_per_category: int, days: int, seed: int) -> int:
                 points_csv, devices_csv = write_registry_files(Path(tmp), points, devices,
                                                                valid_from=period_from - timedelta(days=30))
                 conn.autocommit = False
-                imported_points = import_points(conn, parse_points_csv(points_csv, zone), effective=start)
-                imported_devices = import_devices(conn, parse_devices_csv(
-                    devices_csv, zone, {p.point_id for p in points}, {}), effective=start)
+                units_csv = points_csv.with_name("units.csv")  # written beside the points
+                import_units(conn, parse_units_csv(units_csv, zone), effective=start, zone=zone)
+                imported_points = import_points(conn, parse_points(points_csv, zone), effective=start, zone=zone)
+                imported_devices = import_devices(conn, parse_devices_csv(devices_csv, zone), effective=start,
+                                                  zone=zone)
             print(f"  registry: {len(points)} key points, {len(devices)} devices "
                   f"({imported_points.total + imported_devices.total} rows added)", file=sys.stderr)
 

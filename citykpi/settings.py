@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(65536, ge=1024, description="largest accepted heartbeat message")
     batch_max_rows: int = Field(5000, ge=1, description="rows per database transaction at most")
     batch_max_wait_s: float = Field(0.2, gt=0, description="longest a received message waits to be written")
+    registry_bounds: str = Field(
+        "6.0,24.0,102.0,118.0", description="lat_min,lat_max,lon_min,lon_max every key point must lie in "
+        "(default: Vietnam with Hoàng Sa and Trường Sa)")
 
     @field_validator("timezone")
     @classmethod
@@ -42,6 +45,14 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("registry_bounds")
+    @classmethod
+    def _valid_bounds(cls, value: str) -> str:
+        from registry.validation import Bounds
+
+        Bounds.parse(value)
         return value
 
     @property

@@ -1,41 +1,47 @@
-"""Devices and their bindings to key points. A file is the complete list for the points it names."""
+"""Devices and their bindings to key points: reading and checking a file row by row.
 
-from dataclasses import dataclass
+Checks that need the registry (the point exists and is of a category the kind serves, the device's
+registered kind, overlaps with bindings already registered) run at import, in `registry.devices_import`.
+"""
+
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import psycopg
-
 from citykpi.settings import DEVICE_KINDS
-from registry.changes import ChangeCount
-from registry.points import ID_PATTERN
-from registry.validation import Problems, read_csv, validity
+from registry.validation import ID_PATTERN, Problems, bulk_allocation, read_csv, validity
 
 COLUMNS = ["device_id", "kind", "point_id", "valid_from", "valid_to", "heartbeat_interval_s"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Binding:
+    """A device bound to a key point over [valid_from, valid_to); `row` is where the file holds it."""
+
     device_id: str
     kind: str
     point_id: str
     valid_from: datetime
     valid_to: datetime | None
     heartbeat_interval_s: int | None
+    row: int = field(default=0, compare=False)
 
 
-def parse_devices_csv(path: Path, zone: ZoneInfo, known_points: set[str],
-                      registered_kinds: dict[str, str]) -> list[Binding]:
-    """Every row checked against the file and the registry; raises RegistryFileError with every problem."""
-    problems = Problems(str(path))
+def read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Binding]:
+    """The bindings that passed every row check; the others are in `problems`."""
+    with bulk_allocation():
+        return _read_devices(path, zone, problems)
+
+
+def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Binding]:
     bindings: list[Binding] = []
-    rows_of: dict[Binding, int] = {}
     kinds_in_file: dict[str, tuple[str, int]] = {}
-    for number, row in read_csv(path, COLUMNS, problems):
+    seen: dict[tuple[str, datetime], int] = {}
+    for number, row in read_csv(path, COLUMNS, problems, optional=("valid_to", "heartbeat_interval_s")):
         ok = True
         device_id, kind, point_id = row["device_id"], row["kind"], row["point_id"]
-        if not ID_PATTERN.match(device_id):
+        if not ID_PATTERN.fullmatch(device_id):
             problems.add(number, "device_id", f"{device_id!r} is not an id ([A-Za-z0-9._:-], 1–64 chars)")
             ok = False
         if kind not in DEVICE_KINDS:
@@ -45,75 +51,42 @@ def parse_devices_csv(path: Path, zone: ZoneInfo, known_points: set[str],
             problems.add(number, "kind", f"{device_id} is {kinds_in_file[device_id][0]} on row "
                          f"{kinds_in_file[device_id][1]}; a device's kind does not change")
             ok = False
-        elif registered_kinds.get(device_id, kind) != kind:
-            problems.add(number, "kind", f"{device_id} is registered as {registered_kinds[device_id]}")
+        else:
+            kinds_in_file.setdefault(device_id, (kind, number))
+        if not ID_PATTERN.fullmatch(point_id):
+            problems.add(number, "point_id", f"{point_id!r} is not an id ([A-Za-z0-9._:-], 1–64 chars)")
             ok = False
-        kinds_in_file.setdefault(device_id, (kind, number))
-        if point_id not in known_points:
-            problems.add(number, "point_id", f"unknown key point {point_id!r}; import it with the points first")
+        interval = _interval(row["heartbeat_interval_s"], number, problems)
+        if interval == 0:
             ok = False
-        interval = None
-        if row.get("heartbeat_interval_s"):
-            try:
-                interval = int(row["heartbeat_interval_s"])
-                if interval <= 0:
-                    raise ValueError
-            except ValueError:
-                problems.add(number, "heartbeat_interval_s", f"{row['heartbeat_interval_s']!r} is not a positive "
-                             "whole number of seconds")
-                ok = False
         valid_from, valid_to = validity(row, number, problems, zone)
-        if ok and valid_from is not None:
-            binding = Binding(device_id, kind, point_id, valid_from, valid_to, interval)
-            bindings.append(binding)
-            rows_of[binding] = number
-    _check_overlaps(bindings, rows_of, problems)
-    problems.raise_if_any()
+        if valid_from is None or (row["valid_to"] and valid_to is None) or (valid_to and valid_to <= valid_from):
+            ok = False
+        elif (device_id, valid_from) in seen:
+            problems.add(number, "valid_from", f"{device_id} from {row['valid_from']} already on row "
+                         f"{seen[(device_id, valid_from)]}")
+            ok = False
+        if ok:
+            seen[(device_id, valid_from)] = number
+            bindings.append(Binding(device_id, kind, point_id, valid_from, valid_to, interval, number))
     return bindings
 
 
-def _check_overlaps(bindings: list[Binding], rows_of: dict[Binding, int], problems: Problems) -> None:
-    """A device is in one place at a time: its bindings must not overlap."""
-    by_device: dict[str, list[Binding]] = {}
-    for b in bindings:
-        by_device.setdefault(b.device_id, []).append(b)
-    for device_id, rows in by_device.items():
-        rows.sort(key=lambda b: b.valid_from)
-        for earlier, later in zip(rows, rows[1:], strict=False):
-            if earlier.valid_to is None or earlier.valid_to > later.valid_from:
-                problems.add(rows_of[later], "valid_from", f"{device_id} is already bound to "
-                             f"{earlier.point_id} then (row {rows_of[earlier]}); a device is in one place at a time")
+def _interval(text: str, number: int, problems: Problems) -> int | None:
+    """Seconds, None when empty (the kind's default applies); 0 marks a problem already reported."""
+    if not text:
+        return None
+    # At most 9 digits: the column is a PostgreSQL integer, and nobody means a heartbeat every 30 years.
+    if text.isascii() and text.isdigit() and len(text) <= 9 and int(text) > 0:
+        return int(text)
+    problems.add(number, "heartbeat_interval_s", f"{text!r} is not a positive whole number of seconds")
+    return 0
 
 
-def import_devices(conn: psycopg.Connection, bindings: list[Binding], *, effective: datetime) -> ChangeCount:
-    """Apply in one transaction; bindings of the named points that the file no longer lists are closed."""
-    count = ChangeCount()
-    with conn.transaction():
-        for device_id, kind in sorted({(b.device_id, b.kind) for b in bindings}):
-            inserted = conn.execute("INSERT INTO devices (device_id, kind) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                                    (device_id, kind))
-            count.added += inserted.rowcount
-        points = sorted({b.point_id for b in bindings})
-        existing = {(r["device_id"], r["valid_from"]): r for r in conn.execute(
-            "SELECT device_id, point_id, valid_from, valid_to, heartbeat_interval_s FROM bindings"
-            " WHERE point_id = ANY(%s) OR device_id = ANY(%s)", (points, sorted({b.device_id for b in bindings})))}
-        for b in bindings:
-            current = existing.get((b.device_id, b.valid_from))
-            fields = (b.point_id, b.valid_to, b.heartbeat_interval_s)
-            if current is None:
-                conn.execute("INSERT INTO bindings (device_id, point_id, valid_from, valid_to, heartbeat_interval_s)"
-                             " VALUES (%s, %s, %s, %s, %s)",
-                             (b.device_id, b.point_id, b.valid_from, b.valid_to, b.heartbeat_interval_s))
-                count.added += 1
-            elif fields != (current["point_id"], current["valid_to"], current["heartbeat_interval_s"]):
-                conn.execute("UPDATE bindings SET point_id = %s, valid_to = %s, heartbeat_interval_s = %s"
-                             " WHERE device_id = %s AND valid_from = %s", (*fields, b.device_id, b.valid_from))
-                count.changed += 1
-        listed = [(b.device_id, b.valid_from) for b in bindings]
-        closed = conn.execute(
-            "UPDATE bindings SET valid_to = %s WHERE point_id = ANY(%s)"
-            " AND (device_id, valid_from) NOT IN (SELECT * FROM unnest(%s::text[], %s::timestamptz[]))"
-            " AND valid_from < %s AND (valid_to IS NULL OR valid_to > %s)",
-            (effective, points, [d for d, _ in listed], [v for _, v in listed], effective, effective))
-        count.closed += closed.rowcount
-    return count
+def parse_devices_csv(path: Path, zone: ZoneInfo) -> list[Binding]:
+    """Every row checked against the file; raises RegistryFileError with every problem. The registry's
+    checks are left to `import_devices`."""
+    problems = Problems(str(path))
+    bindings = read_devices(path, zone, problems)
+    problems.raise_if_any()
+    return bindings

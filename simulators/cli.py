@@ -48,7 +48,8 @@ def _synthetic(points_per_category: int, seed: int, write_to: Path | None) -> li
     if write_to is not None:
         start = datetime.now(UTC).date() - timedelta(days=365)
         points_csv, devices_csv = write_registry_files(write_to, points, devices, valid_from=start)
-        print(f"registry files: {points_csv}, {devices_csv}", file=sys.stderr)
+        units_csv = points_csv.with_name("units.csv")
+        print(f"registry files (import in this order): {units_csv}, {points_csv}, {devices_csv}", file=sys.stderr)
     return [(d.device_id, d.kind, DEFAULT_INTERVAL_S[d.kind]) for d in devices]
 
 

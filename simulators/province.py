@@ -75,9 +75,25 @@ def generate_province(points_per_category: int, *, seed: int, heartbeat_interval
     return points, devices
 
 
+def write_units_file(folder: Path) -> Path:
+    """The synthetic province's units: the province and its districts, in force throughout (the demo does
+    not replay the 2025 reform; `deploy/examples/` does)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "units.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["code", "name", "parent_code", "level"])
+        writer.writerow(["52", "Tỉnh Bình Định", "", "province"])
+        for code, name in DISTRICTS:
+            writer.writerow([code, name, "52", "district"])
+    return path
+
+
 def write_registry_files(folder: Path, points: list[SyntheticPoint], devices: list[SyntheticDevice],
                          valid_from: date) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
+    """points.csv and devices.csv, and units.csv beside them: the registry refuses points whose unit it
+    does not know, so the units are imported first."""
+    write_units_file(folder)
     points_path, devices_path = folder / "points.csv", folder / "devices.csv"
     with points_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

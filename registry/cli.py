@@ -152,6 +152,22 @@ def _export_points(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_mosquitto(args: argparse.Namespace) -> int:
+    from citykpi.db import connect
+    from registry.broker_accounts import export_mosquitto
+
+    settings = load_settings()
+    at = _instant(args.at, settings)
+    with connect(settings.require_database_url()) as conn:
+        try:
+            result = export_mosquitto(conn, Path(args.out), at=at, rotate=set(args.rotate or ()))
+        except ValueError as exc:
+            print(f"citykpi registry export mosquitto: {exc}", file=sys.stderr)
+            return 1
+    print(f"{args.out}: {result}")
+    return 0
+
+
 def _unknown_devices(args: argparse.Namespace) -> int:
     from citykpi.db import connect
     from registry.queries import unknown_devices
@@ -200,6 +216,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export_points.add_argument("--at", help="only versions in force at this date or timestamp")
     export_points.add_argument("--output", "-o", help="file to write; default standard output")
     export_points.set_defaults(func=_export_points)
+    mosquitto = exporter.add_parser("mosquitto", help="broker accounts: a password file (one account per bound "
+                                    "device, secrets kept across exports) and an ACL (each device writes only its "
+                                    "own topic)")
+    mosquitto.add_argument("--out", required=True, help="folder for passwd, acl and the new secrets' CSV")
+    mosquitto.add_argument("--at", help="devices bound at this date (default today)")
+    mosquitto.add_argument("--rotate", nargs="+", metavar="DEVICE_ID", help="give these devices new secrets")
+    mosquitto.set_defaults(func=_export_mosquitto)
 
     registry.add_parser("unknown-devices", help="devices sending heartbeats that the registry lacks").set_defaults(
         func=_unknown_devices)

@@ -55,13 +55,16 @@ class LocalMqttBroker:
     """
 
     def __init__(self, *, implementation: str | None = None, workdir: Path | None = None,
-                 port: int | None = None, max_inflight: int = 1000, startup_timeout_s: float = 30) -> None:
+                 port: int | None = None, max_inflight: int = 1000, startup_timeout_s: float = 30,
+                 security: str | None = None) -> None:
         self.implementation = implementation or ("mosquitto" if find_mosquitto() else "amqtt")
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="citykpi-mqtt-"))
         self.port = port or free_loopback_port()
         self.max_inflight = max_inflight
         self.startup_timeout_s = startup_timeout_s
+        # Mosquitto only: lines such as password_file/acl_file that replace anonymous access.
+        self.security = security
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,6 +86,8 @@ class LocalMqttBroker:
                 raise ServiceUnavailable("mosquitto is not on PATH (Debian: apt-get install mosquitto)")
             conf = self.workdir / "mosquitto.conf"
             text = MOSQUITTO_CONF.format(port=self.port, workdir=self.workdir, max_inflight=self.max_inflight)
+            if self.security:
+                text = text.replace("allow_anonymous true\n", "allow_anonymous false\n") + self.security
             if os.geteuid() == 0:
                 # Mosquitto drops root for the 'mosquitto' account, which may not exist or own workdir.
                 text += f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"

@@ -1,0 +1,129 @@
+"""Device identity on the broker: accounts and ACL exported from the registry, enforced by a real Mosquitto."""
+
+import csv
+import json
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from citykpi.services.errors import ServiceUnavailable
+from citykpi.services.mqtt_broker import LocalMqttBroker, find_mosquitto
+from registry.broker_accounts import ACL, INGEST_ACCOUNT, export_mosquitto, mosquitto_hash
+from tests.helpers import wait_for
+
+AT = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _bind(db: psycopg.Connection, device_id: str, point_id: str = "SEC-1", until: datetime | None = None) -> None:
+    db.execute("INSERT INTO devices (device_id, kind) VALUES (%s, 'cctv') ON CONFLICT DO NOTHING", (device_id,))
+    db.execute("INSERT INTO bindings (device_id, point_id, valid_from, valid_to) VALUES (%s, %s, '2026-01-01', %s)",
+               (device_id, point_id, until))
+    db.commit()
+
+
+def _secrets(result) -> dict[str, str]:
+    with result.credentials.open(encoding="utf-8") as f:
+        return {row["device_id"]: row["mqtt_password"] for row in csv.DictReader(f)}
+
+
+def test_bound_devices_get_accounts_and_keep_them_across_exports(db: psycopg.Connection, tmp_path: Path) -> None:
+    _bind(db, "cam-1")
+    _bind(db, "cam-2")
+    _bind(db, "cam-old", until=datetime(2026, 6, 1, tzinfo=UTC))
+    first = export_mosquitto(db, tmp_path, at=AT)
+    passwd_after_first = (tmp_path / "passwd").read_text()
+    again = export_mosquitto(db, tmp_path, at=AT)
+    passwd_after_again = (tmp_path / "passwd").read_text()
+    rotated = export_mosquitto(db, tmp_path, at=AT, rotate={"cam-2"})
+    assert (first.created, first.kept) == (["cam-1", "cam-2"], [])
+    assert (again.created, again.kept, again.credentials) == ([], ["cam-1", "cam-2"], None)
+    assert passwd_after_again == passwd_after_first
+    assert (rotated.created, rotated.kept) == (["cam-2"], ["cam-1"])
+    assert set(_secrets(first)) == {"cam-1", "cam-2"} and set(_secrets(rotated)) == {"cam-2"}
+    assert oct((tmp_path / "passwd").stat().st_mode & 0o777) == "0o600"
+    assert oct(first.credentials.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_device_no_longer_bound_loses_its_account(db: psycopg.Connection, tmp_path: Path) -> None:
+    _bind(db, "cam-1")
+    _bind(db, "cam-2", until=datetime(2026, 12, 1, tzinfo=UTC))
+    export_mosquitto(db, tmp_path, at=AT)
+    later = export_mosquitto(db, tmp_path, at=datetime(2027, 1, 1, tzinfo=UTC))
+    assert later.removed == ["cam-2"]
+    assert [line.split(":")[0] for line in (tmp_path / "passwd").read_text().splitlines()] == ["cam-1"]
+
+
+def test_the_deployed_acl_grants_what_the_generated_one_does() -> None:
+    deployed = (Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "acl").read_text()
+    rules = [line for line in ACL.splitlines() if line and not line.startswith("#")]
+    assert all(rule in deployed.splitlines() for rule in rules)
+
+
+@pytest.fixture
+def secured_broker(tmp_path: Path):
+    if find_mosquitto() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("mosquitto is not installed (apt-get install mosquitto)", pytrace=False)
+        pytest.skip("mosquitto is not installed; amqtt cannot enforce Mosquitto ACLs")
+    accounts = tmp_path / "accounts"
+    yield accounts, lambda: LocalMqttBroker(
+        implementation="mosquitto",
+        security=f"password_file {accounts / 'passwd'}\nacl_file {accounts / 'acl'}\n").start()
+
+
+def _client(broker: LocalMqttBroker, user: str, password: str) -> tuple[mqtt.Client, int]:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-test", protocol=mqtt.MQTTv5)
+    client.username_pw_set(user, password)
+    outcome: list[int] = []
+    client.on_connect = lambda c, u, f, reason, p: outcome.append(reason.value)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    wait_for(lambda: bool(outcome), what=f"{user}'s CONNACK")
+    return client, outcome[0]
+
+
+def test_mosquitto_refuses_a_device_speaking_for_another(db: psycopg.Connection, secured_broker) -> None:
+    accounts, start_broker = secured_broker
+    _bind(db, "cam-1")
+    _bind(db, "cam-2")
+    secrets = _secrets(export_mosquitto(db, accounts, at=AT))
+    with (accounts / "passwd").open("a", encoding="utf-8") as f:
+        f.write(f"{INGEST_ACCOUNT}:{mosquitto_hash('ingest-secret')}\n")
+    broker = start_broker()
+    try:
+        ingest, ingest_code = _client(broker, INGEST_ACCOUNT, "ingest-secret")
+        received: list[str] = []
+        subscribed = threading.Event()
+        ingest.on_message = lambda c, u, m: received.append(m.topic)
+        ingest.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
+        ingest.subscribe("devices/+/heartbeat", qos=1)
+        assert subscribed.wait(10)
+
+        device, device_code = _client(broker, "cam-1", secrets["cam-1"])
+        acks: dict[int, int] = {}
+        device.on_publish = lambda c, u, mid, reason, p: acks.__setitem__(mid, reason.value)
+        body = json.dumps({"device_id": "cam-2", "kind": "cctv", "ts": AT.isoformat()})
+        spoofed = device.publish("devices/cam-2/heartbeat", body, qos=1)
+        own = device.publish("devices/cam-1/heartbeat", body.replace("cam-2", "cam-1"), qos=1)
+        wait_for(lambda: own.mid in acks and spoofed.mid in acks, what="both PUBACKs")
+        wait_for(lambda: "devices/cam-1/heartbeat" in received, what="the device's own heartbeat")
+
+        _, wrong_password_code = _client(broker, "cam-2", "not-its-secret")
+        assert (ingest_code, device_code) == (0, 0)
+        assert acks[own.mid] == 0
+        assert acks[spoofed.mid] == 135  # MQTT 5 "Not authorized"
+        assert received == ["devices/cam-1/heartbeat"]
+        assert wrong_password_code in (134, 135)  # "Bad user name or password" / "Not authorized"
+        for client in (ingest, device):
+            client.loop_stop()
+            client.disconnect()
+    except ServiceUnavailable as exc:
+        pytest.fail(str(exc))
+    finally:
+        broker.close()

@@ -21,6 +21,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import sql
 
 from citykpi.db import connect
 from citykpi.migrations import migrate
@@ -72,9 +73,9 @@ def timed(what: Callable[[], object]) -> tuple[float, object]:
 
 def bare_copy(conn: psycopg.Connection, path: Path, columns: int) -> float:
     """The floor: the same bytes into a table of text columns, no parsing or checks in Python."""
-    cols = ", ".join(f"c{i} text" for i in range(columns))
+    cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"c{i}")) for i in range(columns))
     with conn.transaction():
-        conn.execute(f"CREATE TEMP TABLE bare ({cols}) ON COMMIT DROP")
+        conn.execute(sql.SQL("CREATE TEMP TABLE bare ({}) ON COMMIT DROP").format(cols))
         start = time.perf_counter()
         with conn.cursor() as cur, cur.copy("COPY bare FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
             copy.write(path.read_bytes())
@@ -93,7 +94,7 @@ def load(conn: psycopg.Connection, path: Path, read, apply) -> tuple[float, floa
 def run(url: str, n_points: int, n_devices: int) -> list[str]:
     name = f"citykpi_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     base, _, _ = url.rpartition("/")
     try:
         with tempfile.TemporaryDirectory() as tmp, connect(f"{base}/{name}") as conn:
@@ -116,7 +117,7 @@ def run(url: str, n_points: int, n_devices: int) -> list[str]:
             return lines
     finally:
         with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def main() -> int:

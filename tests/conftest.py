@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from citykpi.db import connect, timescaledb_available
 from citykpi.migrations import migrate
@@ -64,7 +65,7 @@ def migrated_template(postgres_server: str) -> str:
     """A migrated database used as the template of each test's own database (copying is fast)."""
     name = f"citykpi_template_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     with connect(_with_database(postgres_server, name)) as conn:
         migrate(conn)
     return name
@@ -81,10 +82,11 @@ def database_url(postgres_server: str, migrated_template: str) -> Iterator[str]:
     """A fresh, migrated database for one test."""
     name = f"citykpi_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(migrated_template)))
     yield _with_database(postgres_server, name)
     with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
@@ -92,10 +94,10 @@ def empty_database_url(postgres_server: str) -> Iterator[str]:
     """A fresh database with no schema, for migration tests."""
     name = f"citykpi_empty_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield _with_database(postgres_server, name)
     with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

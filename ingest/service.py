@@ -55,6 +55,7 @@ class Ingest:
             raise ValueError(f"sources must be among {SOURCES}, got {list(sources)}")
         self.database_url = database_url
         self.stop_event = threading.Event()
+        self._stopped = False
         self.sink = HeartbeatSink(database_url, limits=limits_from(settings), stop_event=self.stop_event,
                                   max_backoff_s=settings.retry_max_backoff_s)
         worker_options.setdefault("queue_max", settings.queue_max)
@@ -77,6 +78,7 @@ class Ingest:
     def stop(self, timeout_s: float = 30) -> bool:
         """Stop taking messages, write and acknowledge those already taken (for at most `timeout_s`), then
         commit and disconnect. True when everything taken was stored and acknowledged."""
+        self._stopped = True
         for source in self.sources:
             source.pause()
         drained = self.worker.stop(timeout_s)
@@ -89,7 +91,7 @@ class Ingest:
         problems = []
         if self.worker.failure is not None:
             problems.append(f"sink: {self.worker.failure.__class__.__name__}: {self.worker.failure}")
-        elif not self.worker.alive:
+        elif not self.worker.alive and not self._stopped:
             problems.append("sink: worker thread not running")
         for source in self.sources:
             failure = getattr(source, "failure", None)

@@ -63,6 +63,7 @@ class MqttSource:
         # after a reconnect the broker resends unacknowledged messages and may reuse their packet ids, so an
         # old id acknowledged late could confirm a different, not yet stored, message.
         self._connection = 0
+        self._connects = 0
         self._queue: queue.Queue[Message] | None = None
         if protocol == "5":
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -76,6 +77,7 @@ class MqttSource:
             self._client.tls_set()
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
@@ -112,11 +114,21 @@ class MqttSource:
             return
         client.subscribe([(topic, 1) for topic in self.subscriptions])
         self._connection += 1
-        if self._connection > 1:
+        self._connects += 1
+        if self._connects > 1:
             metrics.RECONNECTS.labels("mqtt").inc()
-        self.connected.set()
-        log.info("MQTT connected to %s:%d, subscribed to %s", self.address.host, self.address.port,
+        log.info("MQTT connected to %s:%d, subscribing to %s", self.address.host, self.address.port,
                  ", ".join(self.subscriptions))
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int, reason_codes: list,
+                      _properties: object = None) -> None:
+        # Connected means subscribed: a message published before the broker granted the subscription
+        # would not be kept for our session.
+        refused = [str(code) for code in reason_codes if getattr(code, "is_failure", False)]
+        if refused:
+            log.error("MQTT broker refused our subscriptions %s: %s", self.subscriptions, ", ".join(refused))
+            return
+        self.connected.set()
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object, reason_code: object,
                        _properties: object = None) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from citykpi.settings import Settings
 from ingest.decode import Limits, decode_message
@@ -50,6 +51,11 @@ def _heartbeat(device_id: str, ts: datetime, **fields: object) -> tuple[bytes, b
 def _count(db: psycopg.Connection, table: str) -> int:
     db.rollback()  # a fresh snapshot on every poll
     return db.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]  # noqa: S608 - a fixed table name
+
+
+def _lag(topic: str, partition: int) -> float | None:
+    return REGISTRY.get_sample_value("citykpi_ingest_kafka_consumer_lag_messages",
+                                     {"topic": topic, "partition": str(partition)})
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +109,8 @@ def test_heartbeats_produced_to_kafka_are_stored_and_their_offsets_committed(
     ends = end_offsets(kafka_bootstrap, topic)
     wait_for(lambda: group_offsets(kafka_bootstrap, topic, group) == {p: n for p, n in ends.items() if n},
              timeout_s=30, what="the group's offsets committed up to the end of each partition")
+    wait_for(lambda: [_lag(topic, p) for p, n in ends.items() if n] == [0] * len([n for n in ends.values() if n]),
+             timeout_s=30, what="the consumer-lag gauge of every partition falling to 0")
     assert ingest.stop() is True
     row = db.execute("SELECT count(DISTINCT device_id) AS devices, min(source) AS source FROM heartbeats").fetchone()
     assert dict(row) == {"devices": 6, "source": "kafka"}
@@ -170,3 +178,21 @@ def test_a_second_worker_joining_and_leaving_the_group_loses_and_double_stores_n
     assert second.worker.totals.stored > 0
     assert first.worker.totals.stored + second.worker.totals.stored == 1500
     assert _count(db, "dead_letters") == 0
+
+
+def test_the_source_stops_fetching_at_max_in_flight_until_the_sink_acknowledges(kafka_bootstrap: str) -> None:
+    topic, group = _names()
+    now = datetime.now(UTC).replace(microsecond=0)
+    produce(kafka_bootstrap, topic, [_heartbeat("cam-1", now - timedelta(seconds=n)) for n in range(100)])
+    source = KafkaSource(kafka_bootstrap, topic=topic, group_id=group, max_in_flight=10)
+    handed_over: queue.Queue[Message] = queue.Queue()
+    source.start(handed_over)
+    try:
+        wait_for(lambda: handed_over.qsize() >= 10, timeout_s=60, what="the first 10 records")
+        assert handed_over.qsize() == 10
+        for _ in range(4):
+            handed_over.get_nowait().acknowledge()
+        wait_for(lambda: handed_over.qsize() >= 10, timeout_s=30, what="4 more records once 4 were acknowledged")
+        assert (handed_over.qsize(), source.tracker.unacknowledged()) == (10, 10)
+    finally:
+        source.close()

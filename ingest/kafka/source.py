@@ -138,7 +138,10 @@ class KafkaSource:
                 self.connected.clear()
                 self.tracker.revoke(self.tracker.assigned())
                 self._lag = {}
-                await consumer.stop()
+                try:
+                    await consumer.stop()
+                except KafkaError as exc:  # leaving the group failed; the group times us out instead
+                    log.warning("Kafka consumer did not stop cleanly: %s", exc)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         assert self._stop is not None and self._queue is not None
@@ -152,8 +155,13 @@ class KafkaSource:
                 except TimeoutError:
                     pass
             elif room <= 0:
+                # Kafka keeps the backlog. Paused partitions still let us poll, and polling is what tells
+                # the group we are alive (max_poll_interval) however long the database is slow.
+                consumer.pause(*consumer.assignment())
                 await asyncio.to_thread(self.tracker.wait_below, self.max_in_flight, 0.2)
+                await consumer.getmany(timeout_ms=0)
             else:
+                consumer.resume(*consumer.paused())
                 fetched = await consumer.getmany(timeout_ms=200, max_records=min(room, 2000))
                 for tp, records in fetched.items():
                     if tp not in self.tracker.assigned():  # the assignment listener failed to look it up

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(65536, ge=1024, description="largest accepted heartbeat message")
     batch_max_rows: int = Field(5000, ge=1, description="rows per database transaction at most")
     batch_max_wait_s: float = Field(0.2, gt=0, description="longest a received message waits to be written")
+    batch_idle_s: float = Field(
+        0.02, gt=0, description="a batch is written once no message arrived for this long (or at the limits above)")
     queue_max: int = Field(20000, ge=1, description="messages waiting between the sources and the sink, at most")
     retry_max_backoff_s: float = Field(
         10.0, gt=0, description="longest pause between retries of a database write that failed for now")

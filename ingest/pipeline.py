@@ -21,10 +21,12 @@ class IngestWorker:
     """
 
     def __init__(self, sink: HeartbeatSink, *, batch_max_rows: int = 5000, batch_max_wait_s: float = 0.2,
-                 queue_max: int = 20000, on_batch: Callable[[BatchResult], None] | None = None) -> None:
+                 batch_idle_s: float = 0.02, queue_max: int = 20000,
+                 on_batch: Callable[[BatchResult], None] | None = None) -> None:
         self.sink = sink
         self.batch_max_rows = batch_max_rows
         self.batch_max_wait_s = batch_max_wait_s
+        self.batch_idle_s = batch_idle_s
         self.queue_max = queue_max
         self.queue: queue.Queue[Message] = queue.Queue(maxsize=queue_max)
         self.on_batch = on_batch
@@ -83,7 +85,12 @@ class IngestWorker:
         while len(batch) < self.batch_max_rows:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self.queue.get(timeout=remaining) if remaining > 0 else self.queue.get_nowait())
+                if remaining > 0:
+                    # A pause in the stream usually means a broker is waiting for our acknowledgements (MQTT
+                    # delivers only its in-flight window before it does): waiting longer would only add latency.
+                    batch.append(self.queue.get(timeout=min(remaining, self.batch_idle_s)))
+                else:
+                    batch.append(self.queue.get_nowait())
             except queue.Empty:
                 break
         return batch

@@ -60,7 +60,8 @@ class Ingest:
                                   max_backoff_s=settings.retry_max_backoff_s)
         worker_options.setdefault("queue_max", settings.queue_max)
         self.worker = IngestWorker(self.sink, batch_max_rows=settings.batch_max_rows,
-                                   batch_max_wait_s=settings.batch_max_wait_s, **worker_options)
+                                   batch_max_wait_s=settings.batch_max_wait_s, batch_idle_s=settings.batch_idle_s,
+                                   **worker_options)
         self.sources: list[MqttSource | KafkaSource] = []
         if "mqtt" in sources:
             source = build_mqtt_source(settings)

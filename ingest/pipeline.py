@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 from ingest import metrics
 from ingest.message import Message
-from ingest.sink import BatchResult, HeartbeatSink
+from ingest.sink import BatchResult, HeartbeatSink, WriteAbandoned
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,9 @@ class IngestWorker:
                     self._writing = 0
                 elif self._stopping.is_set():
                     return
+        except WriteAbandoned as exc:
+            self.failure = exc
+            log.warning("%s", exc)
         except BaseException as exc:  # the thread must report, not vanish
             self.failure = exc
             log.exception("ingest stopped on an error that retrying cannot fix")

@@ -131,7 +131,7 @@ class KafkaIngest(Ingest):
 
 def _database_unreachable(url: str) -> str | None:
     try:
-        with connect(url, autocommit=True) as conn:
+        with connect(url, autocommit=True, connect_timeout_s=2) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__

@@ -6,6 +6,7 @@ deadline, for the database to hold exactly what was published.
 """
 
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -259,3 +260,23 @@ def test_a_flood_of_malformed_messages_over_both_sources_stores_every_good_one_a
             "SELECT source, reason, count(*) AS n FROM dead_letters GROUP BY 1, 2")})
     assert stored == {"mqtt": 200, "kafka": 200}
     assert letters == expected
+
+
+def test_sigterm_with_the_database_down_exits_1_within_the_shutdown_timeout_and_loses_nothing(
+        own_postgres, mqtt_broker, tmp_path: Path, processes: list[IngestProcess]) -> None:
+    url = own_postgres.url
+    env = _process_env(url, CITYKPI_SHUTDOWN_TIMEOUT_S="2",
+                       **_mqtt_env(mqtt_broker, f"ingest-{uuid.uuid4().hex[:8]}"))
+    first = _spawn(processes, tmp_path, "mqtt", env)
+    own_postgres.stop()
+    _publish(mqtt_broker.url, _heartbeats(300))
+    wait_for(lambda: first.metric("citykpi_ingest_database_errors_total", 'error_class="retry:client"') is not None,
+             what="the sink failing to write")
+    began = time.monotonic()
+    assert first.terminate(timeout_s=30) == 1
+    assert time.monotonic() - began < 2 + 10  # the drain deadline, then the last retry's give-up
+    assert "drain did not finish" in first.log() or "stopped with problems" in first.log()
+
+    own_postgres.start()
+    _spawn(processes, tmp_path, "mqtt", env)
+    wait_for(lambda: _count(url) == 300, timeout_s=60, what="all 300 heartbeats from the session")

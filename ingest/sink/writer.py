@@ -63,6 +63,10 @@ RETURNING source
 _COPY_DEAD_LETTERS = "COPY dead_letters (received_at, source, origin, reason, detail, raw) FROM STDIN"
 
 
+class WriteAbandoned(Exception):
+    """The sink was told to stop while the database was failing; the batch stays unacknowledged."""
+
+
 @dataclass
 class BatchResult:
     messages: int = 0
@@ -116,7 +120,7 @@ class HeartbeatSink:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.database_url)
+            self._conn = connect(self.database_url, connect_timeout_s=10)
             self._conn.execute(_CREATE_STAGE)
             self._conn.commit()
         return self._conn
@@ -147,7 +151,8 @@ class HeartbeatSink:
                 if verdict is not Verdict.RETRY:
                     raise
                 if self.stop_event.is_set():
-                    raise
+                    raise WriteAbandoned(f"gave up retrying at shutdown; a batch of {len(messages)} messages and "
+                                         f"what was still queued stay unacknowledged: {describe(exc)}") from exc
                 attempt += 1
                 delay = min(self.max_backoff_s, 0.1 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
                 log.warning("database write failed (%s: %s), retry %d in %.1f s", exc.__class__.__name__,

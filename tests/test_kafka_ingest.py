@@ -196,3 +196,16 @@ def test_the_source_stops_fetching_at_max_in_flight_until_the_sink_acknowledges(
         assert (handed_over.qsize(), source.tracker.unacknowledged()) == (10, 10)
     finally:
         source.close()
+
+
+def test_closing_while_the_sink_queue_is_full_still_ends_the_consumer_thread(kafka_bootstrap: str) -> None:
+    topic, group = _names()
+    now = datetime.now(UTC).replace(microsecond=0)
+    produce(kafka_bootstrap, topic, [_heartbeat("cam-1", now - timedelta(seconds=n)) for n in range(20)])
+    source = KafkaSource(kafka_bootstrap, topic=topic, group_id=group)
+    nobody_drains: queue.Queue[Message] = queue.Queue(maxsize=5)
+    source.start(nobody_drains)
+    wait_for(nobody_drains.full, timeout_s=60, what="the queue filling up")
+    source.close(timeout_s=10)
+    assert not source.alive
+    assert group_offsets(kafka_bootstrap, topic, group) == {}  # nothing acknowledged, nothing committed

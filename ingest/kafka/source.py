@@ -76,8 +76,8 @@ class KafkaSource:
         """Stop fetching; records already handed over are still acknowledged and committed."""
         self._accepting.clear()
 
-    def close(self, timeout_s: float = 30) -> None:
-        """Commit what the sink has acknowledged, leave the group, stop the thread."""
+    def close(self, timeout_s: float = 15) -> None:
+        """Commit what the sink has acknowledged, leave the group, stop the thread (waiting `timeout_s` at most)."""
         self.pause()
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             try:
@@ -168,14 +168,31 @@ class KafkaSource:
                         self.tracker.assign(tp, None)
                     for record in records:
                         message = self._message(record, self.tracker.received(tp, record.offset))
-                        try:
-                            self._queue.put_nowait(message)
-                        except queue.Full:  # the sink is behind: wait without blocking the consumer's loop
-                            await asyncio.to_thread(self._queue.put, message)
+                        if not await self._hand_over(message):
+                            return
                 self._measure_lag(consumer)
             if loop.time() >= next_commit:
                 await self._commit(consumer)
                 next_commit = loop.time() + self.commit_interval_s
+
+    async def _hand_over(self, message: Message) -> bool:
+        """Queue `message`; false if told to stop first (the record then stays uncommitted, for later)."""
+        assert self._queue is not None and self._stop is not None
+        while True:
+            try:
+                self._queue.put_nowait(message)
+                return True
+            except queue.Full:
+                pass
+            if self._stop.is_set():
+                return False
+            # The sink is behind. Wait off the loop (heartbeats go on) and in short steps: a thread blocked
+            # for good in put() would keep the interpreter from exiting.
+            try:
+                await asyncio.to_thread(self._queue.put, message, True, 0.5)
+                return True
+            except queue.Full:
+                continue
 
     def _message(self, record: ConsumerRecord, acknowledge: Callable[[], None]) -> Message:
         value = record.value if record.value is not None else b""

@@ -14,6 +14,7 @@ from ingest.decode import Limits, decode_message
 from ingest.kafka import KafkaSource
 from ingest.message import Message
 from ingest.service import KafkaIngest
+from tests.conftest import IN_CI
 from tests.heartbeat_examples import EXAMPLES, RECEIVED
 from tests.helpers import wait_for
 from tests.kafka_helpers import end_offsets, group_offsets, produce
@@ -209,3 +210,50 @@ def test_closing_while_the_sink_queue_is_full_still_ends_the_consumer_thread(kaf
     source.close(timeout_s=10)
     assert not source.alive
     assert group_offsets(kafka_bootstrap, topic, group) == {}  # nothing acknowledged, nothing committed
+
+
+@pytest.fixture
+def own_kafka(tmp_path):
+    """A Kafka broker of this test's own, to stop and start (the session's serves everyone else)."""
+    from citykpi.services.errors import ServiceUnavailable
+    from citykpi.services.kafka import KafkaBroker
+
+    try:
+        broker = KafkaBroker(tmp_path / "kafka").start()
+    except ServiceUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"Kafka unavailable: {exc} (CI=true: every service must run)", pytrace=False)
+        pytest.skip(f"Kafka unavailable: {exc}")
+    yield broker
+    broker.stop()
+
+
+def test_kafka_restarted_mid_stream_readiness_drops_and_returns_and_nothing_is_lost(
+        database_url: str, own_kafka, db: psycopg.Connection) -> None:
+    topic, group = _names()
+    bootstrap = own_kafka.bootstrap
+    now = datetime.now(UTC).replace(microsecond=0)
+    waves = [[_heartbeat(f"cam-{n}", now - timedelta(seconds=wave * 1000 + s)) for n in range(10) for s in range(30)]
+             for wave in range(2)]
+    reconnects_before = REGISTRY.get_sample_value("citykpi_ingest_reconnects_total", {"source": "kafka"}) or 0
+    produce(bootstrap, topic, waves[0])
+    ingest = KafkaIngest(_settings(database_url, bootstrap, topic, group), database_url)
+    ingest.source.probe_interval_s = 0.5
+    ingest.start()
+    try:
+        wait_for(lambda: _count(db, "heartbeats") == 300, timeout_s=60, what="the first wave stored")
+        own_kafka.stop()
+        wait_for(lambda: not ingest.source.connected.is_set(), timeout_s=30, what="the source noticing")
+        assert any(p.startswith("kafka:") for p in ingest.not_ready())
+        own_kafka.start()
+        produce(bootstrap, topic, waves[1])
+        wait_for(lambda: _count(db, "heartbeats") == 600, timeout_s=90, what="the second wave stored")
+        wait_for(ingest.source.connected.is_set, timeout_s=30, what="the source ready again")
+        ends = end_offsets(bootstrap, topic)
+        wait_for(lambda: group_offsets(bootstrap, topic, group) == {p: n for p, n in ends.items() if n},
+                 timeout_s=30, what="offsets committed to the end after the restart")
+    finally:
+        ingest.stop()
+    assert ingest.worker.failure is None
+    assert REGISTRY.get_sample_value("citykpi_ingest_reconnects_total", {"source": "kafka"}) > reconnects_before
+    assert _count(db, "dead_letters") == 0

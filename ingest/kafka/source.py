@@ -51,6 +51,10 @@ class KafkaSource:
         self.session_timeout_ms = session_timeout_ms
         self.revoke_drain_s = revoke_drain_s
         self.clock = clock
+        # Joining the group once proves nothing later; a metadata round trip every so often does.
+        self.probe_interval_s = 5.0
+        self._joined = False
+        self._reachable = True
         self.connected = threading.Event()
         self.tracker = OffsetTracker()
         self.failure: BaseException | None = None
@@ -122,8 +126,12 @@ class KafkaSource:
                     metrics.RECONNECTS.labels("kafka").inc()
                     log.info("Kafka consumer reconnected to %s", self.bootstrap)
                 attempt = 0
-                await self._consume(consumer)
-                await self._commit(consumer)
+                watcher = asyncio.create_task(self._watch_broker(consumer))
+                try:
+                    await self._consume(consumer)
+                    await self._commit(consumer)
+                finally:
+                    watcher.cancel()
                 return
             except KafkaError as exc:
                 attempt += 1
@@ -136,6 +144,7 @@ class KafkaSource:
                     pass
             finally:
                 self.connected.clear()
+                self._joined = False
                 self.tracker.revoke(self.tracker.assigned())
                 self._lag = {}
                 try:
@@ -174,6 +183,30 @@ class KafkaSource:
             if loop.time() >= next_commit:
                 await self._commit(consumer)
                 next_commit = loop.time() + self.commit_interval_s
+
+    async def _watch_broker(self, consumer: AIOKafkaConsumer) -> None:
+        """Keeps `connected` (and so /readyz) honest while aiokafka retries a lost broker by itself."""
+        assert self._stop is not None
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(consumer.topics(), timeout=max(1.0, self.probe_interval_s))
+            except (KafkaError, TimeoutError) as exc:
+                if self._reachable:
+                    log.warning("Kafka broker %s unreachable (%s); aiokafka keeps retrying", self.bootstrap,
+                                exc.__class__.__name__)
+                self._reachable = False
+                self.connected.clear()
+            else:
+                if not self._reachable:
+                    metrics.RECONNECTS.labels("kafka").inc()
+                    log.info("Kafka broker %s reachable again", self.bootstrap)
+                self._reachable = True
+                if self._joined:
+                    self.connected.set()
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.probe_interval_s)
+            except TimeoutError:
+                pass
 
     async def _hand_over(self, message: Message) -> bool:
         """Queue `message`; false if told to stop first (the record then stays uncommitted, for later)."""
@@ -260,4 +293,6 @@ class _CommitOnRevoke(ConsumerRebalanceListener):
             committed = await self.consumer.committed(tp)
             self.source.tracker.assign(tp, committed)
         log.info("Kafka partitions assigned: %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
-        self.source.connected.set()
+        self.source._joined = True
+        if self.source._reachable:
+            self.source.connected.set()

@@ -173,7 +173,9 @@ class KafkaSource:
                 consumer.resume(*consumer.paused())
                 fetched = await consumer.getmany(timeout_ms=200, max_records=min(room, 2000))
                 for tp, records in fetched.items():
-                    if tp not in self.tracker.assigned():  # the assignment listener failed to look it up
+                    # Assigned but untracked: the assignment listener failed to look its commit up. (A partition
+                    # revoked while we were handing over its neighbours' records is not assigned: left alone.)
+                    if tp not in self.tracker.assigned() and tp in consumer.assignment():
                         self.tracker.assign(tp, None)
                     for record in records:
                         message = self._message(record, self.tracker.received(tp, record.offset))

@@ -4,10 +4,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
-    """A connection whose session time zone is UTC: the code converts to local time explicitly, never by accident."""
+def connect(url: str, *, autocommit: bool = False, connect_timeout_s: int | None = None) -> psycopg.Connection:
+    """A connection whose session time zone is UTC: the code converts to local time explicitly, never by accident.
+
+    `connect_timeout_s` bounds the wait for an unreachable server (libpq waits for the OS otherwise)."""
+    extra = {} if connect_timeout_s is None else {"connect_timeout": connect_timeout_s}
     conn = psycopg.connect(url, autocommit=autocommit, row_factory=dict_row,
-                           application_name="citykpi", options="-c timezone=UTC")
+                           application_name="citykpi", options="-c timezone=UTC", **extra)
     return conn
 
 

@@ -26,6 +26,16 @@ class Settings(BaseSettings):
         1000, ge=1, le=65535, description="unacknowledged QoS 1 messages the broker may send us at once")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")
     kafka_topic: str = Field("heartbeats", description="Kafka topic carrying heartbeats")
+    kafka_group_id: str = Field(
+        "citykpi-ingest", description="Kafka consumer group: ingest processes sharing it split the partitions")
+    kafka_max_in_flight: int = Field(
+        10000, ge=1, description="Kafka messages handed to the sink and not yet stored, at most")
+    kafka_commit_interval_s: float = Field(
+        1.0, gt=0, description="how often stored Kafka offsets are committed (also on revoke and at exit)")
+    kafka_session_timeout_ms: int = Field(
+        10000, ge=1000, description="Kafka group session timeout: how soon a dead member's partitions move")
+    ingest_source: Literal["mqtt", "kafka", "both"] = Field(
+        "mqtt", description="default of `citykpi ingest --source`")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="the province's time zone: buckets and dates use it")
     lateness_window: timedelta = Field(
         timedelta(days=7), description="heartbeats older than this at receipt are rejected; KPIs final after it")
@@ -37,6 +47,16 @@ class Settings(BaseSettings):
     registry_bounds: str = Field(
         "6.0,24.0,102.0,118.0", description="lat_min,lat_max,lon_min,lon_max every key point must lie in "
         "(default: Vietnam with Hoàng Sa and Trường Sa)")
+    batch_idle_s: float = Field(
+        0.02, gt=0, description="a batch is written once no message arrived for this long (or at the limits above)")
+    queue_max: int = Field(20000, ge=1, description="messages waiting between the sources and the sink, at most")
+    retry_max_backoff_s: float = Field(
+        10.0, gt=0, description="longest pause between retries of a database write that failed for now")
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, description="on SIGTERM, longest time to write and acknowledge what was received")
+    metrics_host: str = Field("0.0.0.0", description="address of the /metrics, /healthz, /readyz endpoint")
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="port of /metrics, /healthz and /readyz; 0 turns them off")
 
     @field_validator("timezone")
     @classmethod

@@ -88,9 +88,10 @@ def decode_message(raw: bytes, *, received_at: datetime, expected_device_id: str
             rejected.append(Rejection("schema", where + _describe(exc), item_raw))
             continue
         if expected_device_id is not None and heartbeat.device_id != expected_device_id:
+            vouched = repr(expected_device_id) if expected_device_id else "no device (a Kafka message without a key)"
             rejected.append(Rejection(
                 "device_mismatch",
-                f"{where}payload device_id {heartbeat.device_id!r} != {expected_device_id!r} of the transport",
+                f"{where}payload device_id {heartbeat.device_id!r} != {vouched} of the transport",
                 item_raw))
             continue
         if heartbeat.ts > received_at + limits.future_tolerance:

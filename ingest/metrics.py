@@ -1,6 +1,18 @@
-"""Ingest telemetry, declared once. Units in the names, per Prometheus conventions."""
+"""Ingest telemetry, declared once. Units in the names, per Prometheus conventions.
 
-from prometheus_client import Counter, Histogram
+Counters and histograms are updated where the event happens (one place each). Gauges that describe the
+running pipeline — messages in flight, Kafka consumer lag — are read at scrape time from the components
+that hold the state (`LIVE.watch`), instead of being kept up to date on every message.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from threading import Lock
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 MESSAGES_RECEIVED = Counter(
     "citykpi_ingest_messages_received_total", "Broker messages received", ["source"])
@@ -20,4 +32,79 @@ BATCH_WRITE_SECONDS = Histogram(
     "citykpi_ingest_batch_write_seconds", "Time to write and commit one batch",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 DATABASE_ERRORS = Counter(
-    "citykpi_ingest_database_errors_total", "Database errors while writing, by class", ["error_class"])
+    "citykpi_ingest_database_errors_total",
+    "Database errors while writing, by verdict and SQLSTATE class (retry:08, reject:22, fatal:42, …)",
+    ["error_class"])
+RECEIVE_TO_COMMIT_SECONDS = Histogram(
+    "citykpi_ingest_receive_to_commit_seconds", "From a message's receipt to the commit of its rows",
+    ["source"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+HEARTBEAT_AGE_AT_COMMIT_SECONDS = Histogram(
+    "citykpi_ingest_heartbeat_age_at_commit_seconds",
+    "End-to-end lag: commit time minus the heartbeat's own ts (device clock, network, broker backlog, us)",
+    ["source"], buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, 604800))
+RECONNECTS = Counter(
+    "citykpi_ingest_reconnects_total", "Broker connections re-established after a loss", ["source"])
+KAFKA_COMMIT_FAILURES = Counter(
+    "citykpi_ingest_kafka_commit_failures_total",
+    "Kafka offset commits that failed (retried at the next interval; a rebalance may redeliver)", ["reason"])
+
+
+@dataclass(frozen=True)
+class LiveGauge:
+    name: str
+    documentation: str
+    labelnames: tuple[str, ...]
+
+
+IN_FLIGHT = LiveGauge(
+    "citykpi_ingest_in_flight_messages",
+    "Messages received and not yet acknowledged: waiting in the queue, or in the batch being written",
+    ("stage",))
+QUEUE_CAPACITY = LiveGauge(
+    "citykpi_ingest_queue_capacity_messages", "Bound of the queue between the sources and the sink", ())
+KAFKA_UNACKNOWLEDGED = LiveGauge(
+    "citykpi_ingest_kafka_unacknowledged_messages",
+    "Kafka messages handed to the sink and not yet committed to the database (bounded by kafka_max_in_flight)",
+    ())
+KAFKA_CONSUMER_LAG = LiveGauge(
+    "citykpi_ingest_kafka_consumer_lag_messages",
+    "Per partition: the log end offset minus the group's committed offset", ("topic", "partition"))
+
+Sample = tuple[LiveGauge, tuple[str, ...], float]
+
+
+class _LiveState(Collector):
+    """Reads the watched components at scrape time; samples with the same labels are summed (two workers
+    in one process report one in-flight figure)."""
+
+    def __init__(self) -> None:
+        self._providers: list[Callable[[], Iterable[Sample]]] = []
+        self._lock = Lock()
+
+    def watch(self, provider: Callable[[], Iterable[Sample]]) -> Callable[[], None]:
+        """Start reporting `provider`'s samples; call the returned function to stop."""
+        with self._lock:
+            self._providers.append(provider)
+
+        def unwatch() -> None:
+            with self._lock:
+                if provider in self._providers:
+                    self._providers.remove(provider)
+        return unwatch
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            providers = list(self._providers)
+        values: dict[LiveGauge, dict[tuple[str, ...], float]] = defaultdict(lambda: defaultdict(float))
+        for provider in providers:
+            for gauge, labels, value in provider():
+                values[gauge][labels] += value
+        for gauge, samples in values.items():
+            family = GaugeMetricFamily(gauge.name, gauge.documentation, labels=gauge.labelnames)
+            for labels, value in samples.items():
+                family.add_metric(labels, value)
+            yield family
+
+
+LIVE = _LiveState()
+REGISTRY.register(LIVE)

@@ -2,15 +2,25 @@
 
 import logging
 import signal
+import sys
 import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
+import psycopg
+
+from citykpi.db import connect
 from citykpi.settings import Settings
 from ingest.decode import Limits
-from ingest.mqtt import MqttSource
+from ingest.endpoint import OpsEndpoint
+from ingest.kafka import KafkaSource
+from ingest.mqtt import MqttSource, parse_mqtt_url
 from ingest.pipeline import IngestWorker
 from ingest.sink import HeartbeatSink
 
 log = logging.getLogger(__name__)
+
+SOURCES = ("mqtt", "kafka")
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -26,39 +36,150 @@ def build_mqtt_source(settings: Settings) -> MqttSource:
         password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
 
 
-class MqttIngest:
-    """An MQTT source and a worker, started and stopped in the order that loses nothing."""
+def build_kafka_source(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> KafkaSource:
+    return KafkaSource(
+        settings.kafka_bootstrap, topic=settings.kafka_topic, group_id=settings.kafka_group_id,
+        max_in_flight=settings.kafka_max_in_flight, commit_interval_s=settings.kafka_commit_interval_s,
+        session_timeout_ms=settings.kafka_session_timeout_ms, clock=clock or (lambda: datetime.now(UTC)))
 
-    def __init__(self, settings: Settings, database_url: str, **worker_options: object) -> None:
+
+class Ingest:
+    """Sources and one worker, started and stopped in the order that loses nothing: the worker starts
+    before the sources feed it; at stop the sources stop taking messages, the worker writes and
+    acknowledges what they took, and only then do the sources commit and disconnect."""
+
+    def __init__(self, settings: Settings, database_url: str, *, sources: Sequence[str] = ("mqtt",),
+                 clock: Callable[[], datetime] | None = None, **worker_options: object) -> None:
+        unknown = set(sources) - set(SOURCES)
+        if unknown or not sources:
+            raise ValueError(f"sources must be among {SOURCES}, got {list(sources)}")
+        self.database_url = database_url
         self.stop_event = threading.Event()
-        self.sink = HeartbeatSink(database_url, limits=limits_from(settings), stop_event=self.stop_event)
+        self._stopped = False
+        self.sink = HeartbeatSink(database_url, limits=limits_from(settings), stop_event=self.stop_event,
+                                  max_backoff_s=settings.retry_max_backoff_s)
+        worker_options.setdefault("queue_max", settings.queue_max)
         self.worker = IngestWorker(self.sink, batch_max_rows=settings.batch_max_rows,
-                                   batch_max_wait_s=settings.batch_max_wait_s, **worker_options)
-        self.source = build_mqtt_source(settings)
+                                   batch_max_wait_s=settings.batch_max_wait_s, batch_idle_s=settings.batch_idle_s,
+                                   **worker_options)
+        self.sources: list[MqttSource | KafkaSource] = []
+        if "mqtt" in sources:
+            source = build_mqtt_source(settings)
+            if clock is not None:
+                source.clock = clock
+            self.sources.append(source)
+        if "kafka" in sources:
+            self.sources.append(build_kafka_source(settings, clock=clock))
 
     def start(self) -> None:
         self.worker.start()
-        self.source.start(self.worker.queue)
+        for source in self.sources:
+            source.start(self.worker.queue)
 
-    def stop(self) -> None:
-        """Stop taking messages, write and acknowledge those already taken, then disconnect."""
-        self.source.pause()
-        self.worker.stop()
-        self.source.close()
+    def stop(self, timeout_s: float = 30) -> bool:
+        """Stop taking messages, write and acknowledge those already taken (for at most `timeout_s`), then
+        commit and disconnect. True when everything taken was stored and acknowledged."""
+        self._stopped = True
+        for source in self.sources:
+            source.pause()
+        drained = self.worker.stop(timeout_s)
+        for source in self.sources:
+            source.close()
+        return drained
+
+    def failures(self) -> list[str]:
+        """What stopped for good: the process should exit so that its supervisor restarts it."""
+        problems = []
+        if self.worker.failure is not None:
+            problems.append(f"sink: {self.worker.failure.__class__.__name__}: {self.worker.failure}")
+        elif not self.worker.alive and not self._stopped:
+            problems.append("sink: worker thread not running")
+        for source in self.sources:
+            failure = getattr(source, "failure", None)
+            if failure is not None:
+                problems.append(f"{source.name}: {failure.__class__.__name__}: {failure}")
+        return problems
+
+    def not_ready(self) -> list[str]:
+        """Why this process should not count as serving: a broker or the database is out of reach."""
+        problems = self.failures()
+        for source in self.sources:
+            if not source.connected.is_set():
+                problems.append(f"{source.name}: not connected to the broker")
+        if not self.sink.database_ok:
+            problems.append("database: the last write failed; retrying")
+        elif (reason := _database_unreachable(self.database_url)) is not None:
+            problems.append(f"database: {reason}")
+        return problems
 
 
-def run_forever(settings: Settings) -> int:
-    ingest = MqttIngest(settings, settings.require_database_url())
+class MqttIngest(Ingest):
+    """The MQTT source alone (the demo's and the original tests' wiring); `source` is that source."""
+
+    def __init__(self, settings: Settings, database_url: str, **options: object) -> None:
+        super().__init__(settings, database_url, sources=("mqtt",), **options)
+        self.source: MqttSource = self.sources[0]
+
+
+class KafkaIngest(Ingest):
+    """The Kafka source alone; `source` is that source."""
+
+    def __init__(self, settings: Settings, database_url: str, **options: object) -> None:
+        super().__init__(settings, database_url, sources=("kafka",), **options)
+        self.source: KafkaSource = self.sources[0]
+
+
+def _database_unreachable(url: str) -> str | None:
+    try:
+        with connect(url, autocommit=True, connect_timeout_s=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    return None
+
+
+def _describe_sources(settings: Settings, sources: Sequence[str]) -> str:
+    where = []
+    if "mqtt" in sources:
+        address = parse_mqtt_url(settings.mqtt_url)
+        where.append(f"MQTT {address.host}:{address.port}")
+    if "kafka" in sources:
+        where.append(f"Kafka {settings.kafka_bootstrap} topic {settings.kafka_topic} group {settings.kafka_group_id}")
+    return " and ".join(where)
+
+
+def run_forever(settings: Settings, sources: Sequence[str] = ("mqtt",)) -> int:
+    """Ingest until SIGTERM/SIGINT; then drain (at most `shutdown_timeout_s`), commit, acknowledge, exit.
+
+    Exit status 0 when everything received was stored and acknowledged, 1 when something was left for the
+    brokers to redeliver (the database stayed down through the drain) or a component failed for good.
+    """
+    ingest = Ingest(settings, settings.require_database_url(), sources=sources)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    endpoint = None
+    if settings.metrics_port:
+        endpoint = OpsEndpoint(settings.metrics_host, settings.metrics_port,
+                               live=ingest.failures, ready=ingest.not_ready).start()
     ingest.start()
-    log.info("ingesting from %s; SIGTERM or Ctrl-C drains and stops", settings.mqtt_url)
-    while not stop.wait(1.0):
-        if not ingest.worker.alive:
+    log.info("ingesting from %s; /metrics on port %s; SIGTERM or Ctrl-C drains and stops",
+             _describe_sources(settings, sources), endpoint.port if endpoint else "(off)")
+    failures: list[str] = []
+    while not stop.wait(0.5):
+        if failures := ingest.failures():
             break
-    ingest.stop()
+    drained = ingest.stop(settings.shutdown_timeout_s)
+    failures = failures or ingest.failures()
+    if endpoint is not None:
+        endpoint.close()
     totals = ingest.worker.totals
-    log.info("stopped: %d messages, %d stored, %d duplicates, %d dead-lettered", totals.messages, totals.stored,
-             totals.duplicates, totals.dead_lettered)
-    return 1 if ingest.worker.failure else 0
+    summary = (f"{totals.messages} messages, {totals.stored} stored, {totals.duplicates} duplicates, "
+               f"{totals.dead_lettered} dead-lettered")
+    if failures or not drained:
+        print(f"citykpi ingest: stopped with problems after {summary}; what was not acknowledged will be "
+              "redelivered by the brokers:\n  " + "\n  ".join(failures or ["drain did not finish in time"]),
+              file=sys.stderr)
+        return 1
+    print(f"citykpi ingest: stopped cleanly after {summary}", file=sys.stderr)
+    return 0

@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ingest import metrics
 from ingest.message import Message
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
 class MqttSource:
     """Delivers `Message`s for `PREFIX/{device_id}/heartbeat` and `gateways/{gateway_id}/heartbeats`."""
 
+    name = "mqtt"
+
     def __init__(self, url: str, *, client_id: str, topic_prefix: str = "devices",
                  gateway_prefix: str = "gateways", protocol: str = "5", receive_maximum: int = 1000,
                  username: str | None = None, password: str | None = None,
@@ -56,6 +59,11 @@ class MqttSource:
         self.clock = clock
         self.connected = threading.Event()
         self._accepting = threading.Event()
+        # Counts connections. An acknowledgement is sent only on the connection that delivered the message:
+        # after a reconnect the broker resends unacknowledged messages and may reuse their packet ids, so an
+        # old id acknowledged late could confirm a different, not yet stored, message.
+        self._connection = 0
+        self._connects = 0
         self._queue: queue.Queue[Message] | None = None
         if protocol == "5":
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -69,6 +77,7 @@ class MqttSource:
             self._client.tls_set()
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
@@ -93,7 +102,7 @@ class MqttSource:
         """Stop taking messages in; those that arrive are left unacknowledged for the broker to redeliver."""
         self._accepting.clear()
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 30) -> None:
         self.pause()
         self._client.disconnect()
         self._client.loop_stop()
@@ -104,13 +113,27 @@ class MqttSource:
             log.error("MQTT connection refused: %s", reason_code)
             return
         client.subscribe([(topic, 1) for topic in self.subscriptions])
-        self.connected.set()
-        log.info("MQTT connected to %s:%d, subscribed to %s", self.address.host, self.address.port,
+        self._connection += 1
+        self._connects += 1
+        if self._connects > 1:
+            metrics.RECONNECTS.labels("mqtt").inc()
+        log.info("MQTT connected to %s:%d, subscribing to %s", self.address.host, self.address.port,
                  ", ".join(self.subscriptions))
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int, reason_codes: list,
+                      _properties: object = None) -> None:
+        # Connected means subscribed: a message published before the broker granted the subscription
+        # would not be kept for our session.
+        refused = [str(code) for code in reason_codes if getattr(code, "is_failure", False)]
+        if refused:
+            log.error("MQTT broker refused our subscriptions %s: %s", self.subscriptions, ", ".join(refused))
+            return
+        self.connected.set()
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object, reason_code: object,
                        _properties: object = None) -> None:
         self.connected.clear()
+        self._connection += 1
         if getattr(reason_code, "is_failure", False):
             log.warning("MQTT connection lost (%s); paho reconnects with backoff", reason_code)
         else:
@@ -122,10 +145,10 @@ class MqttSource:
         levels = msg.topic.split("/")
         is_gateway = len(levels) == 3 and levels[0] == self.gateway_prefix and levels[2] == "heartbeats"
         device_id = levels[1] if len(levels) == 3 and not is_gateway else None
-        mid, qos = msg.mid, msg.qos
+        mid, qos, connection = msg.mid, msg.qos, self._connection
 
         def acknowledge() -> None:
-            if qos > 0:
+            if qos > 0 and connection == self._connection:
                 client.ack(mid, qos)
 
         self._queue.put(Message(

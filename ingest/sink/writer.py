@@ -2,13 +2,17 @@
 
 The staging table lets the database do the checks that need the registry (a heartbeat whose kind
 contradicts the device's registered kind) and the de-duplication (ON CONFLICT), in one round trip each.
+When the database rejects the data of a batch, the batch is bisected until the offending heartbeats are
+isolated; they go to dead letters as `database_rejected` and the rest is stored.
 """
 
 import logging
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -18,7 +22,7 @@ from ingest import metrics
 from ingest.decode import Limits, Rejection, decode_message
 from ingest.message import Message
 from ingest.schema import Heartbeat
-from ingest.sink.errors import error_class, is_retryable
+from ingest.sink.errors import Verdict, classify, describe, error_class
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,9 @@ WHERE d.device_id = s.device_id AND d.kind <> s.kind
 RETURNING s.arrival, s.kind, d.kind AS registered_kind
 """
 _COUNT_UNKNOWN_DEVICES = """
-SELECT count(*) AS n FROM heartbeat_stage s WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
+SELECT source, count(*) AS n FROM heartbeat_stage s
+WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
+GROUP BY source
 """
 # DESIGN: "Duplicates (same device_id and ts) are stored once; the first stored wins." Within a batch the
 # first to arrive wins; against stored rows, the stored one does.
@@ -52,8 +58,13 @@ SELECT DISTINCT ON (device_id, ts) device_id, ts, kind, healthy, status, seq, ch
 FROM heartbeat_stage
 ORDER BY device_id, ts, arrival
 ON CONFLICT (device_id, ts) DO NOTHING
+RETURNING source
 """
 _COPY_DEAD_LETTERS = "COPY dead_letters (received_at, source, origin, reason, detail, raw) FROM STDIN"
+
+
+class WriteAbandoned(Exception):
+    """The sink was told to stop while the database was failing; the batch stays unacknowledged."""
 
 
 @dataclass
@@ -64,6 +75,16 @@ class BatchResult:
     dead_lettered: int = 0
     unknown_device: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: "BatchResult") -> "BatchResult":
+        self.messages += other.messages
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.dead_lettered += other.dead_lettered
+        self.unknown_device += other.unknown_device
+        for reason, count in other.by_reason.items():
+            self.by_reason[reason] = self.by_reason.get(reason, 0) + count
+        return self
 
 
 @dataclass(frozen=True)
@@ -76,8 +97,10 @@ class HeartbeatSink:
     """Writes batches; `write()` returns only once the batch is committed and its messages acknowledged.
 
     A retryable database failure (connection lost, serialization failure, …) is retried with jittered
-    exponential backoff until `stop_event` is set; meanwhile nothing is acknowledged, so the broker keeps
-    the messages. A permanent failure is raised to the caller, with nothing acknowledged.
+    exponential backoff (at most `max_backoff_s` between attempts) until `stop_event` is set; meanwhile
+    nothing is acknowledged, so the brokers keep the messages. Data the database refuses is isolated by
+    bisection and dead-lettered (`database_rejected`). Any other failure (a missing table, a permission)
+    is raised to the caller with nothing acknowledged.
     """
 
     def __init__(self, database_url: str, *, limits: Limits | None = None,
@@ -87,6 +110,8 @@ class HeartbeatSink:
         self.stop_event = stop_event or threading.Event()
         self.max_backoff_s = max_backoff_s
         self._conn: psycopg.Connection | None = None
+        # Read by /readyz: false from a failed write until the next one succeeds.
+        self.database_ok = True
 
     def close(self) -> None:
         if self._conn is not None:
@@ -95,7 +120,7 @@ class HeartbeatSink:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.database_url)
+            self._conn = connect(self.database_url, connect_timeout_s=10)
             self._conn.execute(_CREATE_STAGE)
             self._conn.commit()
         return self._conn
@@ -103,8 +128,9 @@ class HeartbeatSink:
     def write(self, messages: list[Message]) -> BatchResult:
         staged: list[_Staged] = []
         rejected: list[tuple[Message, Rejection]] = []
+        for source, count in Counter(message.source for message in messages).items():
+            metrics.MESSAGES_RECEIVED.labels(source).inc(count)
         for message in messages:
-            metrics.MESSAGES_RECEIVED.labels(message.source).inc()
             decoded = decode_message(message.payload, received_at=message.received_at,
                                      expected_device_id=message.expected_device_id,
                                      allow_array=message.allow_array, limits=self.limits)
@@ -114,27 +140,69 @@ class HeartbeatSink:
         attempt = 0
         while True:
             try:
-                result = self._write_once(staged, rejected)
+                result = self._write_isolating(staged, rejected)
+                self.database_ok = True
                 break
             except Exception as exc:
+                self.database_ok = False
+                verdict = classify(exc)
                 metrics.DATABASE_ERRORS.labels(error_class(exc)).inc()
                 self.close()
-                if not is_retryable(exc) or self.stop_event.is_set():
+                if verdict is not Verdict.RETRY:
                     raise
+                if self.stop_event.is_set():
+                    raise WriteAbandoned(f"gave up retrying at shutdown; a batch of {len(messages)} messages and "
+                                         f"what was still queued stay unacknowledged: {describe(exc)}") from exc
                 attempt += 1
                 delay = min(self.max_backoff_s, 0.1 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
-                log.warning("database write failed (%s), retry %d in %.1f s", exc.__class__.__name__, attempt, delay)
+                log.warning("database write failed (%s: %s), retry %d in %.1f s", exc.__class__.__name__,
+                            describe(exc), attempt, delay)
                 self.stop_event.wait(delay)
 
         result.messages = len(messages)
         for message in messages:
             message.acknowledge()
+        _record_latency(messages, staged)
         return result
+
+    def _write_isolating(self, staged: list[_Staged], rejected: list[tuple[Message, Rejection]]) -> BatchResult:
+        try:
+            return self._write_once(staged, rejected)
+        except Exception as exc:
+            if classify(exc) is not Verdict.REJECT:
+                raise
+            metrics.DATABASE_ERRORS.labels(error_class(exc)).inc()
+            log.warning("the database rejected a batch of %d heartbeats (%s); isolating the offending ones",
+                        len(staged), describe(exc))
+        # The decoder's rejections go first and alone: they hold no heartbeat the database could refuse.
+        result = self._write_once([], rejected) if rejected else BatchResult()
+        return result.add(self._bisect(staged))
+
+    def _bisect(self, staged: list[_Staged]) -> BatchResult:
+        """Halve until each refused heartbeat stands alone: log2(batch) extra transactions per bad row."""
+        try:
+            return self._write_once(staged, [])
+        except Exception as exc:
+            if classify(exc) is not Verdict.REJECT:
+                raise
+            metrics.DATABASE_ERRORS.labels(error_class(exc)).inc()
+            if len(staged) > 1:
+                middle = len(staged) // 2
+                return self._bisect(staged[:middle]).add(self._bisect(staged[middle:]))
+            item = staged[0]
+            hb = item.heartbeat
+            rejection = Rejection("database_rejected",
+                                  f"device {hb.device_id} ts {hb.ts.isoformat()}: {describe(exc)}",
+                                  item.message.payload)
+            log.warning("dead-lettered a heartbeat the database refused: %s", rejection.detail)
+            return self._write_once([], [(item.message, rejection)])
 
     def _write_once(self, staged: list[_Staged], rejected: list[tuple[Message, Rejection]]) -> BatchResult:
         started = time.perf_counter()
         result = BatchResult()
         rejected = list(rejected)
+        stored_by_source: Counter[str] = Counter()
+        unknown_by_source: Counter[str] = Counter()
         conn = self._connection()
         with conn.transaction():
             with conn.cursor() as cur:
@@ -154,34 +222,53 @@ class HeartbeatSink:
                             f"device {item.heartbeat.device_id} reported kind {row['kind']!r}, "
                             f"the registry says {row['registered_kind']!r}",
                             item.message.payload)))
-                    result.unknown_device = cur.execute(_COUNT_UNKNOWN_DEVICES).fetchone()["n"]
-                    cur.execute(_INSERT_HEARTBEATS)
-                    result.stored = cur.rowcount
+                    unknown_by_source.update({r["source"]: r["n"] for r in cur.execute(_COUNT_UNKNOWN_DEVICES)})
+                    stored_by_source.update(r["source"] for r in cur.execute(_INSERT_HEARTBEATS).fetchall())
+                    result.stored = stored_by_source.total()
+                    result.unknown_device = unknown_by_source.total()
                     result.duplicates = len(staged) - len(mismatches) - result.stored
                 if rejected:
                     with cur.copy(_COPY_DEAD_LETTERS) as copy:
                         for message, rejection in rejected:
                             copy.write_row((message.received_at, message.source, message.origin,
-                                            rejection.reason, rejection.detail, rejection.raw))
+                                            rejection.reason, _text(rejection.detail), rejection.raw))
         result.dead_lettered = len(rejected)
         for _message, rejection in rejected:
             result.by_reason[rejection.reason] = result.by_reason.get(rejection.reason, 0) + 1
-        self._record(staged, rejected, result, time.perf_counter() - started)
+        _record(staged, rejected, stored_by_source, unknown_by_source, time.perf_counter() - started)
         return result
 
-    @staticmethod
-    def _record(staged: list[_Staged], rejected: list[tuple[Message, Rejection]], result: BatchResult,
-                seconds: float) -> None:
-        source = staged[0].message.source if staged else (rejected[0][0].source if rejected else "none")
-        metrics.HEARTBEATS_STORED.labels(source).inc(result.stored)
-        metrics.HEARTBEATS_DUPLICATE.labels(source).inc(result.duplicates)
-        metrics.HEARTBEATS_UNKNOWN_DEVICE.labels(source).inc(result.unknown_device)
-        for message, rejection in rejected:
-            metrics.DEAD_LETTERS.labels(message.source, rejection.reason).inc()
-        metrics.BATCH_ROWS.observe(len(staged))
-        metrics.BATCH_WRITE_SECONDS.observe(seconds)
+
+def _record(staged: list[_Staged], rejected: list[tuple[Message, Rejection]], stored: Counter[str],
+            unknown: Counter[str], seconds: float) -> None:
+    """Counted per source: one batch may hold MQTT and Kafka messages (`--source both`)."""
+    offered = Counter(item.message.source for item in staged)
+    refused = Counter(message.source for message, rejection in rejected if rejection.reason == "kind_mismatch")
+    for source in offered:
+        metrics.HEARTBEATS_STORED.labels(source).inc(stored[source])
+        metrics.HEARTBEATS_DUPLICATE.labels(source).inc(offered[source] - refused[source] - stored[source])
+        metrics.HEARTBEATS_UNKNOWN_DEVICE.labels(source).inc(unknown[source])
+    for message, rejection in rejected:
+        metrics.DEAD_LETTERS.labels(message.source, rejection.reason).inc()
+    metrics.BATCH_ROWS.observe(len(staged))
+    metrics.BATCH_WRITE_SECONDS.observe(seconds)
+
+
+def _record_latency(messages: list[Message], staged: list[_Staged]) -> None:
+    committed = datetime.now(UTC)
+    # Label look-ups cost more than the observations: one per source and batch, not one per message.
+    since_receipt = {s: metrics.RECEIVE_TO_COMMIT_SECONDS.labels(s) for s in {m.source for m in messages}}
+    age = {s: metrics.HEARTBEAT_AGE_AT_COMMIT_SECONDS.labels(s) for s in since_receipt}
+    for message in messages:
+        since_receipt[message.source].observe((committed - message.received_at).total_seconds())
+    for item in staged:
+        age[item.message.source].observe((committed - item.heartbeat.ts).total_seconds())
 
 
 def _json(value: dict | None) -> Jsonb | None:
     return None if value is None else Jsonb(value)
 
+
+def _text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; a detail quoting a device's bytes must not lose the dead letter.
+    return value.replace("\x00", "\\u0000")

@@ -1,0 +1,338 @@
+"""Ingest benchmark: citykpi's sustained rate and latency next to the ceilings of the parts it is built on.
+
+    .venv/bin/python -m bench.ingest [--messages 50000] [--latency-seconds 10]
+
+Starts its own PostgreSQL, Mosquitto and (when java and mvn exist) Kafka on loopback, like the tests, and
+prints one Markdown table:
+
+- ceiling, MQTT: a bare paho subscriber draining N QoS 1 messages queued in its persistent session;
+- ceiling, PostgreSQL: one COPY of N pre-built rows into `heartbeats`;
+- citykpi, MQTT / Kafka: `citykpi ingest` (a child process, default settings) draining a backlog of N
+  heartbeats — decode, validate, stage, de-duplicate, commit, acknowledge — in heartbeats/s;
+- latency: heartbeats published at half that rate for a while, each stamped with its publish time as `ts`;
+  p50/p99 of `stored_at - ts`, where `stored_at` is set by `clock_timestamp()` at INSERT (the COMMIT
+  follows in the same batch), so the figures are publish → row written, within a few ms of the commit;
+- peak RSS of the ingest process (VmHWM) over its whole run.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from psycopg import sql
+
+from citykpi.db import connect
+from citykpi.migrations import migrate
+from citykpi.services.errors import ServiceUnavailable
+from citykpi.services.mqtt_broker import LocalMqttBroker
+from citykpi.services.ports import free_loopback_port
+from citykpi.services.postgres import LocalPostgres
+from ingest.mqtt import parse_mqtt_url
+from simulators.mqtt_publisher import MqttPublisher
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def _heartbeats(count: int, *, devices: int = 1000) -> list[dict]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    return [{"device_id": f"cam-{n % devices}", "kind": "cctv", "ts": (now - timedelta(seconds=n // devices,
+                                                                                      milliseconds=n % 997)
+                                                                         ).isoformat(),
+             "checks": {"stream_ok": True}, "metrics": {"fps": 25, "bitrate_kbps": 2048.5}}
+            for n in range(count)]
+
+
+def _new_database(server_url: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    with connect(url) as conn:
+        migrate(conn)
+        # Bench only: the row's write time rather than its transaction's start (see the module docstring).
+        conn.execute("ALTER TABLE heartbeats ALTER COLUMN stored_at SET DEFAULT clock_timestamp()")
+        conn.commit()
+    return url
+
+
+def _drain_rate(url: str) -> float:
+    """Heartbeats per second from the first receipt to the last row written: the process's start-up and our
+    polling interval are not counted."""
+    with connect(url) as conn:
+        row = conn.execute("SELECT count(*) AS n, extract(epoch FROM max(stored_at) - min(received_at)) AS span"
+                           " FROM heartbeats").fetchone()
+    return row["n"] / float(row["span"])
+
+
+def _count(url: str) -> int:
+    with connect(url) as conn:
+        return conn.execute("SELECT count(*) AS n FROM heartbeats").fetchone()["n"]
+
+
+# -- ceilings -------------------------------------------------------------------------------------------
+
+def mqtt_ceiling(broker_url: str, heartbeats: list[dict]) -> float:
+    address = parse_mqtt_url(broker_url)
+    client_id = f"bench-bare-{uuid.uuid4().hex[:6]}"
+    received = 0
+    done = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
+        nonlocal received
+        received += 1
+        if received == len(heartbeats):
+            done.set()
+
+    def session() -> mqtt.Client:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                             clean_session=False)
+        client.on_message = on_message
+        subscribed = threading.Event()
+        client.on_subscribe = lambda *_: subscribed.set()
+        client.on_connect = lambda c, *_: c.subscribe("devices/+/heartbeat", qos=1)
+        client.connect(address.host, address.port)
+        client.loop_start()
+        subscribed.wait(30)
+        return client
+
+    client = session()
+    client.disconnect()
+    client.loop_stop()
+    publisher = MqttPublisher(broker_url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
+    publisher.publish_all(heartbeats)
+    publisher.close()
+    started = time.perf_counter()
+    client = session()
+    if not done.wait(600):
+        raise SystemExit(f"bench: the bare subscriber got {received}/{len(heartbeats)}")
+    elapsed = time.perf_counter() - started
+    client.disconnect()
+    client.loop_stop()
+    return len(heartbeats) / elapsed
+
+
+def copy_ceiling(server_url: str, heartbeats: list[dict]) -> float:
+    url = _new_database(server_url)
+    rows = [(hb["device_id"], datetime.fromisoformat(hb["ts"]), "cctv", True, "ok", None,
+             json.dumps(hb["checks"]), json.dumps(hb["metrics"]), None, "bench", datetime.now(UTC))
+            for hb in heartbeats]
+    with connect(url) as conn:
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(
+                "COPY heartbeats (device_id, ts, kind, healthy, status, seq, checks, metrics, measurements,"
+                " source, received_at) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        return len(rows) / (time.perf_counter() - started)
+
+
+# -- citykpi ------------------------------------------------------------------------------------------
+
+class IngestProcess:
+    def __init__(self, source: str, env: dict[str, str], workdir: Path) -> None:
+        self.port = free_loopback_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CITYKPI_")}
+        self.env.update(env, CITYKPI_METRICS_HOST="127.0.0.1", CITYKPI_METRICS_PORT=str(self.port))
+        self.source = source
+        self.log = workdir / f"ingest-{source}-{uuid.uuid4().hex[:6]}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.peak_rss_kib = 0
+
+    def start(self) -> "IngestProcess":
+        with open(self.log, "ab") as log_file:
+            self.process = subprocess.Popen([sys.executable, "-m", "citykpi.cli", "ingest", "--source", self.source],
+                                            env=self.env, stdout=log_file, stderr=subprocess.STDOUT)
+        _wait(self._ready, 90, f"citykpi ingest --source {self.source} ready (log {self.log})", 0.05)
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise SystemExit(f"bench: ingest exited with {self.process.returncode}; see {self.log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status")
+        if status.exists():
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_kib = int(line.split()[1])
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+
+def _latencies(url: str) -> tuple[float, float]:
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - ts)) AS p50,"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - ts)) AS p99"
+            " FROM heartbeats").fetchone()
+    return float(row["p50"]) * 1000, float(row["p99"]) * 1000
+
+
+def _paced(rate: float, seconds: float, send: Callable[[dict], None]) -> int:
+    """Send `rate` heartbeats per second for `seconds`, each with ts = its publish time (epoch ms)."""
+    total = int(rate * seconds)
+    started = time.perf_counter()
+    for n in range(total):
+        due = started + n / rate
+        if (ahead := due - time.perf_counter()) > 0:
+            time.sleep(ahead)
+        send({"device_id": f"cam-{n % 1000}", "kind": "cctv", "ts": int(time.time() * 1000), "seq": n,
+              "checks": {"stream_ok": True}})
+    return total
+
+
+def citykpi_mqtt(server_url: str, broker: LocalMqttBroker, heartbeats: list[dict], latency_s: float,
+                 workdir: Path) -> dict:
+    url = _new_database(server_url)
+    env = {"CITYKPI_DATABASE_URL": url, "CITYKPI_MQTT_URL": broker.url,
+           "CITYKPI_MQTT_PROTOCOL": "5" if broker.supports_mqtt5 else "3.1.1",
+           "CITYKPI_MQTT_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}"}
+    IngestProcess("mqtt", env, workdir).start().stop()  # creates the persistent session that holds the backlog
+    publisher = MqttPublisher(broker.url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
+    publisher.publish_all(heartbeats)
+    publisher.close()
+    process = IngestProcess("mqtt", env, workdir).start()
+    _wait(lambda: _count(url) >= len(heartbeats), 900, "the MQTT backlog stored", 0.05)
+    rate = _drain_rate(url)
+
+    latency_url = _new_database(server_url)
+    process.stop()
+    env["CITYKPI_DATABASE_URL"] = latency_url
+    process = IngestProcess("mqtt", env, workdir).start()
+    publisher = MqttPublisher(broker.url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
+    sent = _paced(rate / 2, latency_s, publisher.publish_heartbeat)
+    publisher.close()
+    _wait(lambda: _count(latency_url) >= sent, 300, "the paced MQTT heartbeats stored", 0.05)
+    process.stop()
+    p50, p99 = _latencies(latency_url)
+    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": process.peak_rss_kib / 1024}
+
+
+def citykpi_kafka(server_url: str, bootstrap: str, heartbeats: list[dict], latency_s: float, workdir: Path) -> dict:
+    from aiokafka import AIOKafkaProducer
+
+    url = _new_database(server_url)
+    topic = f"bench-{uuid.uuid4().hex[:6]}"
+    env = {"CITYKPI_DATABASE_URL": url, "CITYKPI_KAFKA_BOOTSTRAP": bootstrap, "CITYKPI_KAFKA_TOPIC": topic,
+           "CITYKPI_KAFKA_GROUP_ID": f"bench-{uuid.uuid4().hex[:6]}"}
+
+    async def produce(items: list[dict]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, json.dumps(hb).encode(), key=hb["device_id"].encode())
+                       for hb in items]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce(heartbeats))
+    process = IngestProcess("kafka", env, workdir).start()
+    _wait(lambda: _count(url) >= len(heartbeats), 900, "the Kafka backlog stored", 0.05)
+    rate = _drain_rate(url)
+    process.stop()
+
+    latency_url = _new_database(server_url)
+    env["CITYKPI_DATABASE_URL"] = latency_url
+    env["CITYKPI_KAFKA_GROUP_ID"] = f"bench-{uuid.uuid4().hex[:6]}"
+    topic = env["CITYKPI_KAFKA_TOPIC"] = f"bench-{uuid.uuid4().hex[:6]}"
+    asyncio.run(produce(heartbeats[:1]))  # the topic exists before the consumer looks for it
+    process = IngestProcess("kafka", env, workdir).start()
+
+    async def paced() -> int:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+        await producer.start()
+        pending = []
+        try:
+            loop = asyncio.get_running_loop()
+            total, step = int(rate / 2 * latency_s), 1 / (rate / 2)
+            began = loop.time()
+            for n in range(total):
+                if (ahead := began + n * step - loop.time()) > 0:
+                    await asyncio.sleep(ahead)
+                hb = {"device_id": f"cam-{n % 1000}", "kind": "cctv", "ts": int(time.time() * 1000), "seq": n}
+                pending.append(await producer.send(topic, json.dumps(hb).encode(), key=hb["device_id"].encode()))
+            await asyncio.gather(*pending)
+        finally:
+            await producer.stop()
+        return total
+
+    sent = asyncio.run(paced())
+    _wait(lambda: _count(latency_url) >= sent + 1, 300, "the paced Kafka heartbeats stored", 0.05)
+    process.stop()
+    p50, p99 = _latencies(latency_url)
+    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": process.peak_rss_kib / 1024}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=50000, help="backlog size per throughput run")
+    parser.add_argument("--latency-seconds", type=float, default=10, help="length of each paced latency run")
+    args = parser.parse_args(argv)
+    heartbeats = _heartbeats(args.messages)
+    with tempfile.TemporaryDirectory(prefix="citykpi-bench-") as tmp:
+        workdir = Path(tmp)
+        kafka = None
+        with LocalPostgres() as pg, LocalMqttBroker(workdir=workdir) as broker:
+            try:
+                from citykpi.services.kafka import KafkaBroker
+                kafka = KafkaBroker(workdir / "kafka").start()
+            except ServiceUnavailable as exc:
+                print(f"bench: Kafka unavailable, its row is skipped: {exc}", file=sys.stderr)
+            try:
+                bare_mqtt, bare_copy = mqtt_ceiling(broker.url, heartbeats), copy_ceiling(pg.url, heartbeats)
+                rows = [("ceiling: bare paho subscriber, QoS 1", f"{bare_mqtt:,.0f}", "", ""),
+                        ("ceiling: bare COPY into heartbeats", f"{bare_copy:,.0f}", "", "")]
+                mq = citykpi_mqtt(pg.url, broker, heartbeats, args.latency_seconds, workdir)
+                rows.append(("citykpi ingest --source mqtt", f"{mq['rate']:,.0f}",
+                             f"{mq['p50_ms']:.0f} / {mq['p99_ms']:.0f} at {mq['paced']:,.0f}/s",
+                             f"{mq['rss_mib']:.0f}"))
+                if kafka is not None:
+                    kf = citykpi_kafka(pg.url, kafka.bootstrap, heartbeats, args.latency_seconds, workdir)
+                    rows.append(("citykpi ingest --source kafka", f"{kf['rate']:,.0f}",
+                                 f"{kf['p50_ms']:.0f} / {kf['p99_ms']:.0f} at {kf['paced']:,.0f}/s",
+                                 f"{kf['rss_mib']:.0f}"))
+            finally:
+                if kafka is not None:
+                    kafka.stop()
+    print(f"\n{args.messages:,} heartbeats per throughput run; {os.cpu_count()} CPUs; "
+          f"PostgreSQL from {pg.bindir}; {broker.implementation}\n")
+    print("| what | heartbeats/s | p50 / p99 publish→stored (ms) | peak RSS (MiB) |")
+    print("|---|---:|---|---:|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Consumes the heartbeats topic in a consumer group and hands each record to the sink's bounded queue.
+
+aiokafka is asyncio; it runs on a thread of its own with its own event loop, so that the rest of the
+service (paho's network thread, the sink thread) stays plain threads. Offsets are committed by us, never
+automatically: only up to the highest contiguous offset whose rows the database has committed
+(`OffsetTracker`), every `commit_interval_s`, when partitions are revoked, and at shutdown. A crash
+therefore replays at most what was stored since the last commit, which the (device_id, ts) key absorbs.
+"""
+
+import asyncio
+import logging
+import queue
+import random
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import TopicPartition
+
+from ingest import metrics
+from ingest.kafka.offsets import OffsetTracker
+from ingest.message import Message
+
+log = logging.getLogger(__name__)
+
+_JSON_WHITESPACE = b" \t\r\n"
+
+
+class KafkaSource:
+    """Delivers a `Message` per record of `topic`; several processes with one `group_id` split the partitions.
+
+    Key = device_id and value = one heartbeat object, or key = gateway id and value = an array of heartbeats.
+    At most `max_in_flight` records are unacknowledged at once: past that the source stops fetching and
+    Kafka keeps the backlog. Origin of a dead letter: `topic/partition/offset`.
+    """
+
+    name = "kafka"
+
+    def __init__(self, bootstrap: str, *, topic: str, group_id: str, client_id: str = "citykpi-ingest",
+                 max_in_flight: int = 10000, commit_interval_s: float = 1.0, session_timeout_ms: int = 10000,
+                 revoke_drain_s: float = 10.0, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group_id = group_id
+        self.client_id = client_id
+        self.max_in_flight = max_in_flight
+        self.commit_interval_s = commit_interval_s
+        self.session_timeout_ms = session_timeout_ms
+        self.revoke_drain_s = revoke_drain_s
+        self.clock = clock
+        # Joining the group once proves nothing later; a metadata round trip every so often does.
+        self.probe_interval_s = 5.0
+        self._joined = False
+        self._reachable = True
+        self.connected = threading.Event()
+        self.tracker = OffsetTracker()
+        self.failure: BaseException | None = None
+        self._accepting = threading.Event()
+        self._queue: queue.Queue[Message] | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._lag: dict[TopicPartition, int] = {}
+        self._unwatch: Callable[[], None] | None = None
+
+    def start(self, deliver_to: "queue.Queue[Message]") -> None:
+        self._queue = deliver_to
+        self._accepting.set()
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._thread_main, args=(started,), name="citykpi-kafka",
+                                        daemon=True)
+        self._thread.start()
+        started.wait()
+        self._unwatch = metrics.LIVE.watch(self._gauges)
+
+    def pause(self) -> None:
+        """Stop fetching; records already handed over are still acknowledged and committed."""
+        self._accepting.clear()
+
+    def close(self, timeout_s: float = 15) -> None:
+        """Commit what the sink has acknowledged, leave the group, stop the thread (waiting `timeout_s` at most)."""
+        self.pause()
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop ended on its own
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self._unwatch is not None:
+            self._unwatch()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _thread_main(self, started: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._stop = asyncio.Event()
+        started.set()
+        try:
+            loop.run_until_complete(self._run())
+        except BaseException as exc:  # the thread must report, not vanish
+            self.failure = exc
+            log.exception("the Kafka source stopped on an unexpected error")
+        finally:
+            loop.close()
+
+    async def _run(self) -> None:
+        assert self._stop is not None
+        attempt = 0
+        while not self._stop.is_set():
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=self.group_id, client_id=self.client_id,
+                enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=self.session_timeout_ms,
+                # Members finish their revoke (drain, commit) before the group moves on.
+                rebalance_timeout_ms=max(self.session_timeout_ms, int(self.revoke_drain_s * 1000) + 5000))
+            consumer.subscribe([self.topic], listener=_CommitOnRevoke(self, consumer))
+            try:
+                await consumer.start()
+                if attempt:
+                    metrics.RECONNECTS.labels("kafka").inc()
+                    log.info("Kafka consumer reconnected to %s", self.bootstrap)
+                attempt = 0
+                watcher = asyncio.create_task(self._watch_broker(consumer))
+                try:
+                    await self._consume(consumer)
+                    await self._commit(consumer)
+                finally:
+                    watcher.cancel()
+                return
+            except KafkaError as exc:
+                attempt += 1
+                delay = min(30.0, 0.5 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
+                log.warning("Kafka consumer failed (%s: %s); restarting in %.1f s; uncommitted records will be "
+                            "redelivered", exc.__class__.__name__, exc, delay)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                except TimeoutError:
+                    pass
+            finally:
+                self.connected.clear()
+                self._joined = False
+                self.tracker.revoke(self.tracker.assigned())
+                self._lag = {}
+                try:
+                    await consumer.stop()
+                except KafkaError as exc:  # leaving the group failed; the group times us out instead
+                    log.warning("Kafka consumer did not stop cleanly: %s", exc)
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        assert self._stop is not None and self._queue is not None
+        loop = asyncio.get_running_loop()
+        next_commit = loop.time() + self.commit_interval_s
+        while not self._stop.is_set():
+            room = self.max_in_flight - self.tracker.unacknowledged()
+            if not self._accepting.is_set():
+                try:
+                    await asyncio.wait_for(self._stop.wait(), self.commit_interval_s)
+                except TimeoutError:
+                    pass
+            elif room <= 0:
+                # Kafka keeps the backlog. Paused partitions still let us poll, and polling is what tells
+                # the group we are alive (max_poll_interval) however long the database is slow.
+                consumer.pause(*consumer.assignment())
+                await asyncio.to_thread(self.tracker.wait_below, self.max_in_flight, 0.2)
+                await consumer.getmany(timeout_ms=0)
+            else:
+                consumer.resume(*consumer.paused())
+                fetched = await consumer.getmany(timeout_ms=200, max_records=min(room, 2000))
+                for tp, records in fetched.items():
+                    # Assigned but untracked: the assignment listener failed to look its commit up. (A partition
+                    # revoked while we were handing over its neighbours' records is not assigned: left alone.)
+                    if tp not in self.tracker.assigned() and tp in consumer.assignment():
+                        self.tracker.assign(tp, None)
+                    for record in records:
+                        message = self._message(record, self.tracker.received(tp, record.offset))
+                        if not await self._hand_over(message):
+                            return
+                self._measure_lag(consumer)
+            if loop.time() >= next_commit:
+                await self._commit(consumer)
+                next_commit = loop.time() + self.commit_interval_s
+
+    async def _watch_broker(self, consumer: AIOKafkaConsumer) -> None:
+        """Keeps `connected` (and so /readyz) honest while aiokafka retries a lost broker by itself."""
+        assert self._stop is not None
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(consumer.topics(), timeout=max(1.0, self.probe_interval_s))
+            except (KafkaError, TimeoutError) as exc:
+                if self._reachable:
+                    log.warning("Kafka broker %s unreachable (%s); aiokafka keeps retrying", self.bootstrap,
+                                exc.__class__.__name__)
+                self._reachable = False
+                self.connected.clear()
+            else:
+                if not self._reachable:
+                    metrics.RECONNECTS.labels("kafka").inc()
+                    log.info("Kafka broker %s reachable again", self.bootstrap)
+                self._reachable = True
+                if self._joined:
+                    self.connected.set()
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.probe_interval_s)
+            except TimeoutError:
+                pass
+
+    async def _hand_over(self, message: Message) -> bool:
+        """Queue `message`; false if told to stop first (the record then stays uncommitted, for later)."""
+        assert self._queue is not None and self._stop is not None
+        while True:
+            try:
+                self._queue.put_nowait(message)
+                return True
+            except queue.Full:
+                pass
+            if self._stop.is_set():
+                return False
+            # The sink is behind. Wait off the loop (heartbeats go on) and in short steps: a thread blocked
+            # for good in put() would keep the interpreter from exiting.
+            try:
+                await asyncio.to_thread(self._queue.put, message, True, 0.5)
+                return True
+            except queue.Full:
+                continue
+
+    def _message(self, record: ConsumerRecord, acknowledge: Callable[[], None]) -> Message:
+        value = record.value if record.value is not None else b""
+        # An array is a gateway's report: its key names the gateway, not a device, so no per-device check.
+        is_array = value.lstrip(_JSON_WHITESPACE)[:1] == b"["
+        # A missing key vouches for no device: "" matches no valid device_id, so the check fails visibly.
+        key = record.key.decode("utf-8", "replace") if record.key is not None else ""
+        return Message(source="kafka", origin=f"{record.topic}/{record.partition}/{record.offset}",
+                       payload=value, received_at=self.clock(), expected_device_id=None if is_array else key,
+                       allow_array=is_array, acknowledge=acknowledge)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, only: list[TopicPartition] | None = None) -> None:
+        assigned = consumer.assignment()
+        positions = {tp: p for tp, p in self.tracker.committable(only).items() if tp in assigned}
+        if not positions:
+            return
+        try:
+            await consumer.commit(positions)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on: the partitions' next owner restarts from the last commit (duplicates only).
+            metrics.KAFKA_COMMIT_FAILURES.labels("rebalanced").inc()
+            log.info("Kafka commit skipped, the group rebalanced: %s", exc)
+        except KafkaError as exc:
+            metrics.KAFKA_COMMIT_FAILURES.labels(exc.__class__.__name__).inc()
+            log.warning("Kafka commit failed (%s: %s); retried at the next interval", exc.__class__.__name__, exc)
+        else:
+            self.tracker.mark_committed(positions)
+
+    def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        lag = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            committed = self.tracker.committed(tp)
+            if end is not None and committed is not None:
+                lag[tp] = max(0, end - committed)
+        self._lag = lag
+
+    def _gauges(self) -> Iterator[metrics.Sample]:
+        yield metrics.KAFKA_UNACKNOWLEDGED, (), self.tracker.unacknowledged()
+        for tp, lag in dict(self._lag).items():
+            yield metrics.KAFKA_CONSUMER_LAG, (tp.topic, str(tp.partition)), lag
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):
+    """Before partitions move to another member: let the sink finish what it holds of them (bounded), commit."""
+
+    def __init__(self, source: KafkaSource, consumer: AIOKafkaConsumer) -> None:
+        self.source = source
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        revoked = list(revoked)
+        if not revoked:
+            return
+        drained = await asyncio.to_thread(self.source.tracker.wait_acknowledged, revoked,
+                                          self.source.revoke_drain_s)
+        if not drained:
+            log.warning("partitions %s revoked with %d messages still being written; the next owner will "
+                        "redeliver them", revoked, self.source.tracker.unacknowledged(revoked))
+        await self.source._commit(self.consumer, only=revoked)
+        self.source.tracker.revoke(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            committed = await self.consumer.committed(tp)
+            self.source.tracker.assign(tp, committed)
+        log.info("Kafka partitions assigned: %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
+        self.source._joined = True
+        if self.source._reachable:
+            self.source.connected.set()

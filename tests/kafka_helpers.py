@@ -1,0 +1,55 @@
+"""Producing to and inspecting Kafka from the tests, synchronously (each call runs its own event loop)."""
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
+    """Send (key, value) pairs and wait for every one to be acknowledged by the broker (acks=all);
+    returns each record's (partition, offset)."""
+
+    async def run() -> list[tuple[int, int]]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                    max_request_size=2 * 1024 * 1024)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, value, key=key) for key, value in records]
+            sent = [await future for future in futures]
+        finally:
+            await producer.stop()
+        return [(meta.partition, meta.offset) for meta in sent]
+
+    return asyncio.run(run())
+
+
+def group_offsets(bootstrap: str, topic: str, group_id: str) -> dict[int, int]:
+    """The group's committed offset per partition of `topic` (partitions never committed are absent)."""
+
+    async def run() -> dict[int, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group_id)
+        finally:
+            await admin.close()
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+
+    return asyncio.run(run())
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int = 3) -> dict[int, int]:
+    from aiokafka import AIOKafkaConsumer
+
+    async def run() -> dict[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        finally:
+            await consumer.stop()
+        return {tp.partition: offset for tp, offset in ends.items()}
+
+    return asyncio.run(run())

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(65536, ge=1024, description="largest accepted heartbeat message")
     batch_max_rows: int = Field(5000, ge=1, description="rows per database transaction at most")
     batch_max_wait_s: float = Field(0.2, gt=0, description="longest a received message waits to be written")
+    heartbeat_interval_s: dict[str, int] = Field(
+        default_factory=lambda: {"air_monitor": 300, "water_monitor": 300, "wastewater_station": 300,
+                                 "cctv": 60, "wifi_ap": 60, "bus_display": 60},
+        description="JSON {kind: seconds}: heartbeat interval of a binding that names none (live coverage)")
+    raw_retention: timedelta | None = Field(
+        timedelta(days=400), description="TimescaleDB: drop raw heartbeats older than this (rollups stay)")
+    compress_after: timedelta = Field(timedelta(days=14), description="TimescaleDB: compress raw heartbeats after")
 
     @field_validator("timezone")
     @classmethod
@@ -42,6 +49,19 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("heartbeat_interval_s")
+    @classmethod
+    def _every_kind_has_a_positive_interval(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(DEVICE_KINDS))
+        if unknown:
+            raise ValueError(f"unknown device kind(s) {', '.join(unknown)}; kinds are {', '.join(DEVICE_KINDS)}")
+        missing = sorted(set(DEVICE_KINDS) - set(value))
+        if missing:
+            raise ValueError(f"no interval for {', '.join(missing)}")
+        if any(seconds <= 0 for seconds in value.values()):
+            raise ValueError("intervals must be positive seconds")
         return value
 
     @property

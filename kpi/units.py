@@ -12,9 +12,13 @@ from typing import Protocol, TypeVar
 
 import psycopg
 
+# "A point, binding or unit is in force in a bucket when it is in force at the bucket's start." The
+# units retired by then come along with their successors, the latest version of each code last.
 _UNITS = """
-SELECT code, name, parent_code, level, valid_from, valid_to, successor_codes
+SELECT code, name, parent_code, level, successor_codes,
+       valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s) AS in_force
 FROM admin_units
+WHERE valid_from <= %(at)s
 ORDER BY code, valid_from
 """
 
@@ -94,12 +98,11 @@ class UnitTree:
 def unit_tree(conn: psycopg.Connection, at: datetime) -> UnitTree:
     units: dict[str, AdminUnit] = {}
     successors: dict[str, tuple[str, ...]] = {}
-    for r in conn.execute(_UNITS):
-        # "A point, binding or unit is in force in a bucket when it is in force at the bucket's start."
-        if r["valid_from"] <= at and (r["valid_to"] is None or r["valid_to"] > at):
+    for r in conn.execute(_UNITS, {"at": at}):
+        if r["in_force"]:
             units[r["code"]] = AdminUnit(r["code"], r["name"], r["parent_code"], r["level"])
-        elif r["valid_to"] is not None and r["valid_to"] <= at and r["successor_codes"]:
-            successors[r["code"]] = tuple(r["successor_codes"])  # rows come oldest first: the latest wins
+        elif r["successor_codes"]:
+            successors[r["code"]] = tuple(r["successor_codes"])  # oldest first: the latest version wins
     return UnitTree(at, units, successors)
 
 

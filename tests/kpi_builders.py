@@ -22,10 +22,10 @@ def every_hour(first_day: date, days: int) -> list[datetime]:
 
 
 def unit(db: psycopg.Connection, code: str, parent: str | None, level: str, *, valid_from: datetime | None = None,
-         valid_to: datetime | None = None, successors: tuple[str, ...] = ()) -> None:
+         valid_to: datetime | None = None, successors: tuple[str, ...] = (), name: str | None = None) -> None:
     db.execute("INSERT INTO admin_units (code, name, parent_code, level, valid_from, valid_to, successor_codes)"
                " VALUES (%s, %s, %s, %s, coalesce(%s, '-infinity'::timestamptz), %s, %s)",
-               (code, f"Đơn vị {code}", parent, level, valid_from, valid_to, list(successors)))
+               (code, name or f"Đơn vị {code}", parent, level, valid_from, valid_to, list(successors)))
 
 
 def point(db: psycopg.Connection, point_id: str, categories: list[str], *, admin_unit: str = "540",

@@ -1,7 +1,7 @@
 """Sensor-driven indicators: the share of key points whose devices were up often enough over a period.
 
-Computed from the hourly rollup (`heartbeats_hourly`), so a period older than raw retention computes the
-same as yesterday.
+Computed from the rollups (`heartbeats_daily.up_mask`, the local day's up hours of `heartbeats_hourly` as
+bits), so a period older than raw retention computes the same as yesterday.
 """
 
 from dataclasses import dataclass, field
@@ -15,40 +15,35 @@ import psycopg
 from kpi.rollups import check_rollup_zone
 
 # One row per key point of the category in force in at least one completed bucket of the period, read
-# from the hourly rollup only (never raw heartbeats, which may be past retention). Buckets are the
-# instants %(start)s + k hours before %(end)s: with the period's ends at local midnight, these are the
-# local hours (exact for every zone whose offset changes by whole hours, Asia/Ho_Chi_Minh included).
-# Each CTE quotes the sentence of DESIGN.md ("What a coverage number means") that it implements.
+# from the rollups only (never raw heartbeats, which may be past retention): heartbeats_daily.up_mask holds
+# each local day's up hours of heartbeats_hourly as bits, so a year reads 365 rows per device, and the
+# union of several devices' hours is a bit_or. Bit k of a day is the bucket starting k hours after its
+# local midnight; kpi_hour_mask (kpi/migrations/001_rollups.sql) gives the bits of the buckets starting
+# inside an interval. Each CTE quotes the sentence of DESIGN.md ("What a coverage number means") it implements.
 _EVIDENCE = """
-WITH versions AS (
-    -- "A point, binding or unit is in force in a bucket when it is in force at the bucket's start."
-    -- Each version of a point of the category, clipped to the period: its buckets start in [s, e).
+WITH days AS (
+    -- "Time buckets are one hour, aligned to the province's local time": each local day of the period,
+    -- cut at %(end)s, the end of the last bucket that has ended.
+    SELECT local_day AT TIME ZONE %(tz)s AS day_start,
+           least((local_day + interval '1 day') AT TIME ZONE %(tz)s, %(end)s) AS day_end
+    FROM generate_series(%(first_day)s::timestamp, %(last_day)s::timestamp, interval '1 day') AS local_day
+    WHERE local_day AT TIME ZONE %(tz)s < %(end)s
+),
+versions AS (
+    -- Each version of a point of the category, clipped to the period.
     SELECT point_id, name, admin_unit, valid_from,
            greatest(valid_from, %(start)s) AS s, least(coalesce(valid_to, 'infinity'), %(end)s) AS e
     FROM key_points
     WHERE %(category)s = ANY (categories) AND valid_from < %(end)s AND (valid_to IS NULL OR valid_to > %(start)s)
 ),
-ordered AS (
-    SELECT point_id, s, e,
-           max(e) OVER (PARTITION BY point_id ORDER BY s, e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-               AS earlier_e
-    FROM versions
-),
-spans AS (
-    -- Overlapping or touching versions merge, so that no bucket is counted twice for one point.
-    SELECT point_id, min(s) AS s, max(e) AS e
-    FROM (SELECT point_id, s, e,
-                 sum(CASE WHEN earlier_e >= s THEN 0 ELSE 1 END) OVER (PARTITION BY point_id ORDER BY s, e) AS island
-          FROM ordered) islands
-    GROUP BY point_id, island
-),
-in_force AS (
-    -- "buckets of P during which the point was in force": bucket starts %(start)s + k h inside [s, e).
-    SELECT point_id,
-           sum(ceil(extract(epoch FROM e - %(start)s) / 3600) - ceil(extract(epoch FROM s - %(start)s) / 3600))::int
-               AS buckets_in_force
-    FROM spans
-    GROUP BY point_id
+point_days AS (
+    -- "A point, binding or unit is in force in a bucket when it is in force at the bucket's start."
+    -- bit_or: overlapping versions of one point never count a bucket twice.
+    SELECT v.point_id, dy.day_start,
+           bit_or(kpi_hour_mask(dy.day_start, greatest(v.s, dy.day_start), least(v.e, dy.day_end))) AS in_force
+    FROM versions v
+    JOIN days dy ON v.s < dy.day_end AND v.e > dy.day_start
+    GROUP BY v.point_id, dy.day_start
 ),
 bound AS (
     -- Bindings of the indicator's kind (the registry's kind, not the heartbeat's), clipped to the period.
@@ -56,40 +51,49 @@ bound AS (
            greatest(bd.valid_from, %(start)s) AS s, least(coalesce(bd.valid_to, 'infinity'), %(end)s) AS e
     FROM bindings bd
     JOIN devices d ON d.device_id = bd.device_id AND d.kind = %(kind)s
-    WHERE bd.point_id IN (SELECT point_id FROM in_force)
+    WHERE bd.point_id IN (SELECT point_id FROM versions)
       AND bd.valid_from < %(end)s AND (bd.valid_to IS NULL OR bd.valid_to > %(start)s)
 ),
-bound_up AS (
-    -- "A device is up in a bucket if it sent at least one healthy heartbeat in it" (healthy_count > 0);
-    -- "A key point is up in a bucket if any device bound to it in that bucket, of the indicator's kind
-    -- (the registry's kind), is up" — the binding and the point both in force at the bucket's start.
-    SELECT b.point_id, h.bucket, h.device_id
+device_days AS (
+    -- "A device is up in a bucket if it sent at least one healthy heartbeat in it" (its bit of up_mask),
+    -- counted for a point only in the buckets during which it was bound there and the point in force.
+    SELECT b.point_id, b.device_id, pd.day_start,
+           bit_or(h.up_mask & pd.in_force
+                  & kpi_hour_mask(pd.day_start, greatest(b.s, pd.day_start), least(b.e, dy.day_end))) AS up
     FROM bound b
-    JOIN heartbeats_hourly h ON h.device_id = b.device_id AND h.bucket >= b.s AND h.bucket < b.e
-                            AND h.healthy_count > 0
-    JOIN spans sp ON sp.point_id = b.point_id AND h.bucket >= sp.s AND h.bucket < sp.e
+    JOIN point_days pd ON pd.point_id = b.point_id
+    JOIN days dy ON dy.day_start = pd.day_start AND b.s < dy.day_end AND b.e > dy.day_start
+    JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day = pd.day_start
+    GROUP BY b.point_id, b.device_id, pd.day_start
 ),
-point_up AS (
-    SELECT point_id, count(DISTINCT bucket) AS buckets_up FROM bound_up GROUP BY point_id
+point_summary AS (
+    -- "A key point is up in a bucket if any device bound to it in that bucket, of the indicator's kind
+    -- (the registry's kind), is up": the union (bit_or) of its devices' bits, day by day.
+    SELECT pd.point_id, sum(bit_count(pd.in_force::bit(64)))::int AS buckets_in_force,
+           sum(bit_count(coalesce(up.up, 0)::bit(64)))::int AS buckets_up
+    FROM point_days pd
+    LEFT JOIN (SELECT point_id, day_start, bit_or(up) AS up FROM device_days GROUP BY point_id, day_start) up
+           ON up.point_id = pd.point_id AND up.day_start = pd.day_start
+    GROUP BY pd.point_id
 ),
 device_hours AS (
-    SELECT point_id, device_id, count(DISTINCT bucket) AS up_hours FROM bound_up GROUP BY point_id, device_id
+    SELECT point_id, device_id, sum(bit_count(up::bit(64)))::int AS up_hours
+    FROM device_days GROUP BY point_id, device_id HAVING bit_or(up) <> 0
 ),
 latest AS (
     -- The point's name and unit as of its last version in force during the period.
     SELECT DISTINCT ON (point_id) point_id, name, admin_unit FROM versions ORDER BY point_id, valid_from DESC
 )
-SELECT f.point_id, l.name, l.admin_unit, f.buckets_in_force, coalesce(pu.buckets_up, 0) AS buckets_up,
+SELECT ps.point_id, l.name, l.admin_unit, ps.buckets_in_force, ps.buckets_up,
        coalesce(jsonb_object_agg(dh.device_id, dh.up_hours) FILTER (WHERE dh.device_id IS NOT NULL), '{}')
            AS device_up_hours
-FROM in_force f
-JOIN latest l ON l.point_id = f.point_id
-LEFT JOIN point_up pu ON pu.point_id = f.point_id
-LEFT JOIN device_hours dh ON dh.point_id = f.point_id
+FROM point_summary ps
+JOIN latest l ON l.point_id = ps.point_id
+LEFT JOIN device_hours dh ON dh.point_id = ps.point_id
 -- "points in force in at least one bucket of P"
-WHERE f.buckets_in_force > 0
-GROUP BY f.point_id, l.name, l.admin_unit, f.buckets_in_force, pu.buckets_up
-ORDER BY f.point_id
+WHERE ps.buckets_in_force > 0
+GROUP BY ps.point_id, l.name, l.admin_unit, ps.buckets_in_force, ps.buckets_up
+ORDER BY ps.point_id
 """
 
 
@@ -172,10 +176,16 @@ def value_status(denominator: int, period_end: datetime, now: datetime, lateness
 
 def point_evidence(conn: psycopg.Connection, *, category: str, device_kind: str, theta: Decimal, start: datetime,
                    end: datetime) -> list[PointEvidence]:
-    """Every key point of `category` in force in a bucket of [start, end), with its availability."""
+    """Every key point of `category` in force in a bucket of [start, end), with its availability.
+
+    `start` is a local midnight; `end` the end of a bucket (a local midnight, or "now" cut to the hour).
+    """
     if end <= start:
         return []
-    rows = conn.execute(_EVIDENCE, {"start": start, "end": end, "category": category, "kind": device_kind})
+    zone = start.tzinfo
+    rows = conn.execute(_EVIDENCE, {
+        "start": start, "end": end, "category": category, "kind": device_kind, "tz": zone.key,
+        "first_day": start.replace(tzinfo=None), "last_day": end.astimezone(zone).replace(tzinfo=None)})
     threshold = Fraction(theta)
     return [
         PointEvidence(r["point_id"], r["name"], r["admin_unit"], r["buckets_in_force"], r["buckets_up"],

@@ -107,3 +107,27 @@ def test_the_api_is_described_by_openapi(api: TestClient) -> None:
 def test_the_apis_database_sessions_are_read_only(api: TestClient) -> None:
     with api.app.state.pool.connection() as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         conn.execute("DELETE FROM key_points")
+
+
+def test_citykpi_serve_answers_over_http(database_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from citykpi.services.ports import free_loopback_port, port_accepts
+    from tests.helpers import wait_for
+
+    port = free_loopback_port()
+    server = subprocess.Popen([sys.executable, "-m", "citykpi.cli", "serve", "--port", str(port)],
+                              env={**os.environ, "CITYKPI_DATABASE_URL": database_url},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: port_accepts(port) or server.poll() is not None, what="citykpi serve to listen")
+        assert server.poll() is None, server.stdout.read().decode()
+        response = httpx.get(f"http://127.0.0.1:{port}/v1/kpis/17?from=2026-10-01&to=2026-10-02", timeout=10)
+        assert (response.status_code, response.json()["denominator"]) == (200, 0)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -2,7 +2,12 @@
 -- retention still computes and a year does not rescan a year of raw rows.
 --
 --   heartbeats_hourly (device_id, bucket, healthy_count, total_count, first_seen, last_seen, last_healthy)
---   heartbeats_daily  (device_id, day, healthy_count, total_count, first_seen, last_seen, last_healthy, up_hours)
+--   heartbeats_daily  (device_id, day, healthy_count, total_count, first_seen, last_seen, last_healthy, up_hours,
+--                      up_mask)
+--
+-- up_mask has bit k set when the hour starting k hours after the local midnight `day` was up (healthy_count
+-- > 0 in heartbeats_hourly): it lets a year's coverage read 365 rows per device instead of 8 760, and
+-- still take the union of several devices' hours exactly (bit_or), as DESIGN's "any device bound" needs.
 --
 -- `bucket` / `day` are the instants at which the province's local hour / day starts. Buckets therefore
 -- bake in a time zone, recorded in rollup_config; the service refuses to read rollups made in another
@@ -22,6 +27,13 @@ INSERT INTO rollup_config (timezone)
 VALUES (coalesce(nullif(current_setting('citykpi.timezone', true), ''), 'Asia/Ho_Chi_Minh'));
 -- An unknown zone name fails here, at migration, rather than in the first trigger call.
 SELECT now() AT TIME ZONE (SELECT timezone FROM rollup_config);
+
+-- The hours of one local day (its buckets start at day_start + k hours) that start in [a, b), as bits k:
+-- "in force in a bucket when it is in force at the bucket's start". One expression, so the planner inlines it.
+CREATE FUNCTION kpi_hour_mask(day_start timestamptz, a timestamptz, b timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN greatest((1::bigint << least(ceil(extract(epoch FROM b - day_start) / 3600), 25)::int)
+                - (1::bigint << greatest(ceil(extract(epoch FROM a - day_start) / 3600), 0)::int), 0);
 
 DO $$
 DECLARE
@@ -54,10 +66,14 @@ BEGIN
                    min(first_seen) AS first_seen,
                    max(last_seen) AS last_seen,
                    max(last_healthy) AS last_healthy,
-                   sum(CASE WHEN healthy_count > 0 THEN 1 ELSE 0 END)::bigint AS up_hours
+                   sum(CASE WHEN healthy_count > 0 THEN 1 ELSE 0 END)::bigint AS up_hours,
+                   bit_or(CASE WHEN healthy_count > 0
+                               THEN 1::bigint << (extract(epoch FROM bucket - time_bucket(interval '1 day', bucket, %L))
+                                                  / 3600)::int
+                               ELSE 0 END) AS up_mask
             FROM heartbeats_hourly
             GROUP BY device_id, time_bucket(interval '1 day', bucket, %L)
-            WITH NO DATA $cagg$, zone, zone);
+            WITH NO DATA $cagg$, zone, zone, zone);
         -- The refresh windows start more than the 7-day lateness window back: a heartbeat accepted late
         -- is recorded in the invalidation log and re-materialised by the next run; until then real-time
         -- aggregation covers everything after the last refresh. `citykpi kpi storage-policies` re-applies
@@ -96,6 +112,7 @@ BEGIN
             last_seen     timestamptz NOT NULL,
             last_healthy  timestamptz,
             up_hours      bigint      NOT NULL,
+            up_mask       bigint      NOT NULL,
             PRIMARY KEY (device_id, day)
         );
         CREATE INDEX heartbeats_daily_day_idx ON heartbeats_daily (day);
@@ -108,8 +125,8 @@ BEGIN
         --   the rows actually inserted, so duplicates absorbed by the key are not counted twice;
         -- * the cost is one grouped upsert per statement (a sink batch of 5 000 rows from N devices
         --   touches about N hourly and N daily rows), not a per-row trigger.
-        -- Every column is additive (sums, min, max, and up_hours grows when an hour's healthy_count
-        -- leaves 0), so concurrent batches serialise on the row locks and never lose an update, which a
+        -- Every column is additive (sums, min, max, bit_or, and up_hours grows when an hour's
+        -- healthy_count leaves 0), so concurrent batches serialise on the row locks and never lose an update, which a
         -- "recompute the day from the hourly rows" design would under READ COMMITTED.
         -- Heartbeats are append-only (the first stored wins); deleting raw rows leaves the rollups as
         -- they are, which is what lets them outlive raw retention.
@@ -140,12 +157,14 @@ BEGIN
                 RETURNING r.device_id, r.bucket, r.healthy_count
             )
             INSERT INTO heartbeats_daily AS d
-            SELECT b.device_id, date_trunc('day', b.bucket AT TIME ZONE zone) AT TIME ZONE zone,
+            SELECT b.device_id, b.day,
                    sum(b.healthy_count), sum(b.total_count), min(b.first_seen), max(b.last_seen),
                    max(b.last_healthy),
                    -- The hour became up in this statement: it is healthy now and was not before.
-                   count(*) FILTER (WHERE b.healthy_count > 0 AND h.healthy_count = b.healthy_count)
-            FROM batch b
+                   count(*) FILTER (WHERE b.healthy_count > 0 AND h.healthy_count = b.healthy_count),
+                   bit_or(CASE WHEN b.healthy_count > 0
+                               THEN 1::bigint << (extract(epoch FROM b.bucket - b.day) / 3600)::int ELSE 0 END)
+            FROM (SELECT *, date_trunc('day', bucket AT TIME ZONE zone) AT TIME ZONE zone AS day FROM batch) b
             JOIN hourly h ON h.device_id = b.device_id AND h.bucket = b.bucket
             GROUP BY 1, 2
             ORDER BY 1, 2
@@ -155,7 +174,8 @@ BEGIN
                 first_seen = least(d.first_seen, excluded.first_seen),
                 last_seen = greatest(d.last_seen, excluded.last_seen),
                 last_healthy = greatest(d.last_healthy, excluded.last_healthy),
-                up_hours = d.up_hours + excluded.up_hours;
+                up_hours = d.up_hours + excluded.up_hours,
+                up_mask = d.up_mask | excluded.up_mask;
             RETURN NULL;
         END
         $fn$;
@@ -170,10 +190,12 @@ BEGIN
         FROM heartbeats
         GROUP BY 1, 2;
         INSERT INTO heartbeats_daily
-        SELECT device_id, date_trunc('day', bucket AT TIME ZONE zone) AT TIME ZONE zone,
-               sum(healthy_count), sum(total_count), min(first_seen), max(last_seen), max(last_healthy),
-               count(*) FILTER (WHERE healthy_count > 0)
-        FROM heartbeats_hourly
+        SELECT device_id, day, sum(healthy_count), sum(total_count), min(first_seen), max(last_seen),
+               max(last_healthy), count(*) FILTER (WHERE healthy_count > 0),
+               bit_or(CASE WHEN healthy_count > 0
+                           THEN 1::bigint << (extract(epoch FROM bucket - day) / 3600)::int ELSE 0 END)
+        FROM (SELECT *, date_trunc('day', bucket AT TIME ZONE zone) AT TIME ZONE zone AS day
+              FROM heartbeats_hourly) h
         GROUP BY 1, 2;
     END IF;
 END

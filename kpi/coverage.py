@@ -56,29 +56,32 @@ bound AS (
 ),
 device_days AS (
     -- "A device is up in a bucket if it sent at least one healthy heartbeat in it" (its bit of up_mask),
-    -- counted for a point only in the buckets during which it was bound there and the point in force.
-    SELECT b.point_id, b.device_id, pd.day_start,
-           bit_or(h.up_mask & pd.in_force
-                  & kpi_hour_mask(pd.day_start, greatest(b.s, pd.day_start), least(b.e, dy.day_end))) AS up
+    -- kept only for the buckets starting while it was bound there. One index range per binding; the
+    -- day before the binding's start only ever contributes zero bits.
+    SELECT b.point_id, b.device_id, h.day AS day_start, h.up_mask & kpi_hour_mask(h.day, b.s, b.e) AS up
     FROM bound b
-    JOIN point_days pd ON pd.point_id = b.point_id
-    JOIN days dy ON dy.day_start = pd.day_start AND b.s < dy.day_end AND b.e > dy.day_start
-    JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day = pd.day_start
-    GROUP BY b.point_id, b.device_id, pd.day_start
+    JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day > b.s - interval '25 hours' AND h.day < b.e
+),
+point_device_days AS (
+    -- ... and while the point was in force.
+    SELECT dd.point_id, dd.device_id, dd.day_start, dd.up & pd.in_force AS up
+    FROM device_days dd
+    JOIN point_days pd ON pd.point_id = dd.point_id AND pd.day_start = dd.day_start
 ),
 point_summary AS (
     -- "A key point is up in a bucket if any device bound to it in that bucket, of the indicator's kind
     -- (the registry's kind), is up": the union (bit_or) of its devices' bits, day by day.
-    SELECT pd.point_id, sum(bit_count(pd.in_force::bit(64)))::int AS buckets_in_force,
-           sum(bit_count(coalesce(up.up, 0)::bit(64)))::int AS buckets_up
-    FROM point_days pd
-    LEFT JOIN (SELECT point_id, day_start, bit_or(up) AS up FROM device_days GROUP BY point_id, day_start) up
-           ON up.point_id = pd.point_id AND up.day_start = pd.day_start
-    GROUP BY pd.point_id
+    SELECT f.point_id, f.buckets_in_force, coalesce(u.buckets_up, 0) AS buckets_up
+    FROM (SELECT point_id, sum(bit_count(in_force::bit(64)))::int AS buckets_in_force
+          FROM point_days GROUP BY point_id) f
+    LEFT JOIN (SELECT point_id, sum(bit_count(up::bit(64)))::int AS buckets_up
+               FROM (SELECT point_id, bit_or(up) AS up FROM point_device_days GROUP BY point_id, day_start) per_day
+               GROUP BY point_id) u ON u.point_id = f.point_id
 ),
 device_hours AS (
+    -- A device's bindings never overlap in time, so its rows' bits are disjoint and add up.
     SELECT point_id, device_id, sum(bit_count(up::bit(64)))::int AS up_hours
-    FROM device_days GROUP BY point_id, device_id HAVING bit_or(up) <> 0
+    FROM point_device_days GROUP BY point_id, device_id HAVING bit_or(up) <> 0
 ),
 latest AS (
     -- The point's name and unit as of its last version in force during the period.

@@ -30,10 +30,13 @@ SELECT now() AT TIME ZONE (SELECT timezone FROM rollup_config);
 
 -- The hours of one local day (its buckets start at day_start + k hours) that start in [a, b), as bits k:
 -- "in force in a bucket when it is in force at the bucket's start". One expression, so the planner inlines it.
+-- Bits past the day's last hour may be set (b after the day's end); callers AND with a day's real bits.
 CREATE FUNCTION kpi_hour_mask(day_start timestamptz, a timestamptz, b timestamptz) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN greatest((1::bigint << least(ceil(extract(epoch FROM b - day_start) / 3600), 25)::int)
-                - (1::bigint << greatest(ceil(extract(epoch FROM a - day_start) / 3600), 0)::int), 0);
+-- date_part (double precision) rather than extract (numeric): exact for whole seconds, and several times
+-- cheaper over millions of device-days.
+RETURN greatest((1::bigint << least(ceil(date_part('epoch', b - day_start) / 3600), 25)::int)
+                - (1::bigint << greatest(ceil(date_part('epoch', a - day_start) / 3600), 0)::int), 0);
 
 DO $$
 DECLARE

@@ -8,6 +8,9 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVICE_KINDS = ("air_monitor", "water_monitor", "wastewater_station", "cctv", "wifi_ap", "bus_display")
+# Used by live coverage for a binding without heartbeat_interval_s.
+DEFAULT_HEARTBEAT_INTERVAL_S = {"air_monitor": 300, "water_monitor": 300, "wastewater_station": 300,
+                                "cctv": 60, "wifi_ap": 60, "bus_display": 60}
 
 
 class Settings(BaseSettings):
@@ -35,9 +38,8 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(5000, ge=1, description="rows per database transaction at most")
     batch_max_wait_s: float = Field(0.2, gt=0, description="longest a received message waits to be written")
     heartbeat_interval_s: dict[str, int] = Field(
-        default_factory=lambda: {"air_monitor": 300, "water_monitor": 300, "wastewater_station": 300,
-                                 "cctv": 60, "wifi_ap": 60, "bus_display": 60},
-        description="JSON {kind: seconds}: heartbeat interval of a binding that names none (live coverage)")
+        default_factory=lambda: dict(DEFAULT_HEARTBEAT_INTERVAL_S),
+        description="JSON {kind: seconds}, merged over the defaults: interval of a binding that names none")
     raw_retention: timedelta | None = Field(
         timedelta(days=400), description="TimescaleDB: drop raw heartbeats older than this (rollups stay)")
     compress_after: timedelta = Field(timedelta(days=14), description="TimescaleDB: compress raw heartbeats after")
@@ -57,12 +59,9 @@ class Settings(BaseSettings):
         unknown = sorted(set(value) - set(DEVICE_KINDS))
         if unknown:
             raise ValueError(f"unknown device kind(s) {', '.join(unknown)}; kinds are {', '.join(DEVICE_KINDS)}")
-        missing = sorted(set(DEVICE_KINDS) - set(value))
-        if missing:
-            raise ValueError(f"no interval for {', '.join(missing)}")
         if any(seconds <= 0 for seconds in value.values()):
             raise ValueError("intervals must be positive seconds")
-        return value
+        return {**DEFAULT_HEARTBEAT_INTERVAL_S, **value}
 
     @property
     def zone(self) -> ZoneInfo:

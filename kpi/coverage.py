@@ -5,7 +5,7 @@ bits), so a period older than raw retention computes the same as yesterday.
 """
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from zoneinfo import ZoneInfo
@@ -167,7 +167,8 @@ def completed_end(start: datetime, end: datetime, now: datetime) -> datetime:
     """The end of the last bucket of [start, end) that has ended by `now` (start itself if none has)."""
     if now <= start:
         return start
-    return min(end, start + timedelta(hours=(now - start) // timedelta(hours=1)))
+    # In UTC: an aware datetime plus a timedelta is wall-clock arithmetic, wrong across a DST change.
+    return min(end, start.astimezone(UTC) + timedelta(hours=(now - start) // timedelta(hours=1)))
 
 
 def value_status(denominator: int, period_end: datetime, now: datetime, lateness_window: timedelta) -> str:

@@ -124,3 +124,11 @@ def test_export_json_carries_the_same_rows(province: None, capsys: pytest.Captur
         "admin_unit": "52", "admin_unit_name": "Tỉnh Bình Định", "admin_unit_level": "province",
         "from": "2026-11-01", "to": "2026-11-02", "numerator": 1, "denominator": 2, "value": 50.0,
         "status": "final", "theta": "0.90"}
+
+
+def test_storage_policies_say_there_is_nothing_to_set_on_plain_postgresql(
+        database_url: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CITYKPI_DATABASE_URL", database_url)
+    status, out, _ = _run(capsys, "kpi", "storage-policies")
+    assert (status, out) == (0, "plain PostgreSQL: rollups are kept by a trigger; no refresh, compression or "
+                                "retention policy\n")

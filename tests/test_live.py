@@ -79,3 +79,10 @@ def test_a_scrape_that_cannot_reach_the_database_says_so() -> None:
     registry = CollectorRegistry()
     registry.register(LiveCoverageCollector(unreachable, Settings(), clock=lambda: NOW))
     assert registry.get_sample_value("citykpi_live_read_ok") == 0
+
+
+def test_the_kinds_default_interval_is_a_setting(db: psycopg.Connection) -> None:
+    _city(db)
+    settings = Settings(heartbeat_interval_s={"cctv": 30})      # window 90 s: cam-fresh (2 min) is now down
+    cctv = live_coverage(db, settings=settings, now=NOW).indicators[1]
+    assert (settings.heartbeat_interval_s["wifi_ap"], cctv.covered) == (60, 1)

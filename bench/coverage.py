@@ -13,6 +13,7 @@ Devices are up 22 of 24 hours a day at random hours; one in ten has a two-week o
 
 import argparse
 import os
+import signal
 import sys
 import time
 import uuid
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.coverage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", action="append", choices=list(SIZES), help="repeatable; default: all three")
     args = parser.parse_args(argv)
+    # A terminated benchmark still drops its databases and stops the server it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = args.size or list(SIZES)
     if url := os.environ.get("CITYKPI_BENCH_DATABASE_URL"):
         rows = [run_size(url, s) for s in sizes]

@@ -19,84 +19,82 @@ from kpi.rollups import check_rollup_zone
 # each local day's up hours of heartbeats_hourly as bits, so a year reads 365 rows per device, and the
 # union of several devices' hours is a bit_or. Bit k of a day is the bucket starting k hours after its
 # local midnight; kpi_hour_mask (kpi/migrations/001_rollups.sql) gives the bits of the buckets starting
-# inside an interval. Each CTE quotes the sentence of DESIGN.md ("What a coverage number means") it implements.
+# inside an interval. Buckets of the period are %(start)s + k hours before %(end)s (its ends are local
+# midnights, or the last bucket ended by now): exact for zones whose offset changes by whole hours.
+# Each CTE quotes the sentence of DESIGN.md ("What a coverage number means") it implements.
 _EVIDENCE = """
-WITH days AS (
-    -- "Time buckets are one hour, aligned to the province's local time": each local day of the period,
-    -- cut at %(end)s, the end of the last bucket that has ended.
-    SELECT local_day AT TIME ZONE %(tz)s AS day_start,
-           least((local_day + interval '1 day') AT TIME ZONE %(tz)s, %(end)s) AS day_end
-    FROM generate_series(%(first_day)s::timestamp, %(last_day)s::timestamp, interval '1 day') AS local_day
-    WHERE local_day AT TIME ZONE %(tz)s < %(end)s
-),
-versions AS (
+WITH versions AS (
     -- Each version of a point of the category, clipped to the period.
     SELECT point_id, name, admin_unit, valid_from,
            greatest(valid_from, %(start)s) AS s, least(coalesce(valid_to, 'infinity'), %(end)s) AS e
     FROM key_points
     WHERE %(category)s = ANY (categories) AND valid_from < %(end)s AND (valid_to IS NULL OR valid_to > %(start)s)
 ),
-point_days AS (
-    -- "A point, binding or unit is in force in a bucket when it is in force at the bucket's start."
-    -- bit_or: overlapping versions of one point never count a bucket twice.
-    SELECT v.point_id, dy.day_start,
-           bit_or(kpi_hour_mask(dy.day_start, greatest(v.s, dy.day_start), least(v.e, dy.day_end))) AS in_force
-    FROM versions v
-    JOIN days dy ON v.s < dy.day_end AND v.e > dy.day_start
-    GROUP BY v.point_id, dy.day_start
+spans AS (
+    -- Overlapping or touching versions merge, so that no bucket counts twice for a point or a device.
+    SELECT point_id, min(s) AS s, max(e) AS e
+    FROM (SELECT point_id, s, e, sum(CASE WHEN earlier_e >= s THEN 0 ELSE 1 END)
+                                     OVER (PARTITION BY point_id ORDER BY s, e) AS island
+          FROM (SELECT point_id, s, e,
+                       max(e) OVER (PARTITION BY point_id ORDER BY s, e
+                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier_e
+                FROM versions) ordered) islands
+    GROUP BY point_id, island
+),
+in_force AS (
+    -- "A point, binding or unit is in force in a bucket when it is in force at the bucket's start":
+    -- the buckets %(start)s + k h that start inside one of its spans.
+    SELECT point_id,
+           sum(ceil(date_part('epoch', e - %(start)s) / 3600) - ceil(date_part('epoch', s - %(start)s) / 3600))::int
+               AS buckets_in_force
+    FROM spans
+    GROUP BY point_id
 ),
 bound AS (
-    -- Bindings of the indicator's kind (the registry's kind, not the heartbeat's), clipped to the period.
-    SELECT bd.device_id, bd.point_id,
-           greatest(bd.valid_from, %(start)s) AS s, least(coalesce(bd.valid_to, 'infinity'), %(end)s) AS e
+    -- Bindings of the indicator's kind (the registry's kind, not the heartbeat's), each cut to the spans
+    -- of its point: bucket by bucket, the binding and the point are both in force.
+    SELECT bd.device_id, sp.point_id, greatest(bd.valid_from, sp.s) AS s,
+           least(coalesce(bd.valid_to, 'infinity'), sp.e) AS e
     FROM bindings bd
     JOIN devices d ON d.device_id = bd.device_id AND d.kind = %(kind)s
-    WHERE bd.point_id IN (SELECT point_id FROM versions)
-      AND bd.valid_from < %(end)s AND (bd.valid_to IS NULL OR bd.valid_to > %(start)s)
+    JOIN spans sp ON sp.point_id = bd.point_id AND bd.valid_from < sp.e
+                 AND (bd.valid_to IS NULL OR bd.valid_to > sp.s)
 ),
 device_days AS (
     -- "A device is up in a bucket if it sent at least one healthy heartbeat in it" (its bit of up_mask),
-    -- kept only for the buckets starting while it was bound there. One index range per binding; the
-    -- day before the binding's start only ever contributes zero bits.
-    SELECT b.point_id, b.device_id, h.day AS day_start, h.up_mask & kpi_hour_mask(h.day, b.s, b.e) AS up
+    -- kept for the buckets starting inside the cut binding. One index range per binding; the day before
+    -- the binding's start only ever contributes zero bits.
+    SELECT b.point_id, b.device_id, h.day, h.up_mask & kpi_hour_mask(h.day, b.s, b.e) AS up
     FROM bound b
     JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day > b.s - interval '25 hours' AND h.day < b.e
 ),
-point_device_days AS (
-    -- ... and while the point was in force.
-    SELECT dd.point_id, dd.device_id, dd.day_start, dd.up & pd.in_force AS up
-    FROM device_days dd
-    JOIN point_days pd ON pd.point_id = dd.point_id AND pd.day_start = dd.day_start
-),
-point_summary AS (
+point_up AS (
     -- "A key point is up in a bucket if any device bound to it in that bucket, of the indicator's kind
     -- (the registry's kind), is up": the union (bit_or) of its devices' bits, day by day.
-    SELECT f.point_id, f.buckets_in_force, coalesce(u.buckets_up, 0) AS buckets_up
-    FROM (SELECT point_id, sum(bit_count(in_force::bit(64)))::int AS buckets_in_force
-          FROM point_days GROUP BY point_id) f
-    LEFT JOIN (SELECT point_id, sum(bit_count(up::bit(64)))::int AS buckets_up
-               FROM (SELECT point_id, bit_or(up) AS up FROM point_device_days GROUP BY point_id, day_start) per_day
-               GROUP BY point_id) u ON u.point_id = f.point_id
+    SELECT point_id, sum(bit_count(up::bit(64)))::int AS buckets_up
+    FROM (SELECT point_id, bit_or(up) AS up FROM device_days GROUP BY point_id, day) per_day
+    GROUP BY point_id
 ),
 device_hours AS (
-    -- A device's bindings never overlap in time, so its rows' bits are disjoint and add up.
+    -- A device's cut bindings never overlap in time, so its rows' bits are disjoint and add up.
     SELECT point_id, device_id, sum(bit_count(up::bit(64)))::int AS up_hours
-    FROM point_device_days GROUP BY point_id, device_id HAVING bit_or(up) <> 0
+    FROM device_days GROUP BY point_id, device_id HAVING bit_or(up) <> 0
 ),
 latest AS (
     -- The point's name and unit as of its last version in force during the period.
     SELECT DISTINCT ON (point_id) point_id, name, admin_unit FROM versions ORDER BY point_id, valid_from DESC
 )
-SELECT ps.point_id, l.name, l.admin_unit, ps.buckets_in_force, ps.buckets_up,
+SELECT f.point_id, l.name, l.admin_unit, f.buckets_in_force, coalesce(pu.buckets_up, 0) AS buckets_up,
        coalesce(jsonb_object_agg(dh.device_id, dh.up_hours) FILTER (WHERE dh.device_id IS NOT NULL), '{}')
            AS device_up_hours
-FROM point_summary ps
-JOIN latest l ON l.point_id = ps.point_id
-LEFT JOIN device_hours dh ON dh.point_id = ps.point_id
+FROM in_force f
+JOIN latest l ON l.point_id = f.point_id
+LEFT JOIN point_up pu ON pu.point_id = f.point_id
+LEFT JOIN device_hours dh ON dh.point_id = f.point_id
 -- "points in force in at least one bucket of P"
-WHERE ps.buckets_in_force > 0
-GROUP BY ps.point_id, l.name, l.admin_unit, ps.buckets_in_force, ps.buckets_up
-ORDER BY ps.point_id
+WHERE f.buckets_in_force > 0
+GROUP BY f.point_id, l.name, l.admin_unit, f.buckets_in_force, pu.buckets_up
+ORDER BY f.point_id
 """
 
 
@@ -186,10 +184,7 @@ def point_evidence(conn: psycopg.Connection, *, category: str, device_kind: str,
     """
     if end <= start:
         return []
-    zone = start.tzinfo
-    rows = conn.execute(_EVIDENCE, {
-        "start": start, "end": end, "category": category, "kind": device_kind, "tz": zone.key,
-        "first_day": start.replace(tzinfo=None), "last_day": end.astimezone(zone).replace(tzinfo=None)})
+    rows = conn.execute(_EVIDENCE, {"start": start, "end": end, "category": category, "kind": device_kind})
     threshold = Fraction(theta)
     return [
         PointEvidence(r["point_id"], r["name"], r["admin_unit"], r["buckets_in_force"], r["buckets_up"],

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
 
     @field_validator("heartbeat_interval_s")
     @classmethod
-    def _every_kind_has_a_positive_interval(cls, value: dict[str, int]) -> dict[str, int]:
+    def _intervals_for_known_kinds(cls, value: dict[str, int]) -> dict[str, int]:
         unknown = sorted(set(value) - set(DEVICE_KINDS))
         if unknown:
             raise ValueError(f"unknown device kind(s) {', '.join(unknown)}; kinds are {', '.join(DEVICE_KINDS)}")

@@ -104,7 +104,7 @@ BEGIN
             last_seen     timestamptz NOT NULL,
             last_healthy  timestamptz,
             PRIMARY KEY (device_id, bucket)
-        );
+        ) WITH (fillfactor = 70);  -- room for HOT updates: each batch updates the current hour's rows in place
         CREATE INDEX heartbeats_hourly_bucket_idx ON heartbeats_hourly (bucket);
         CREATE TABLE heartbeats_daily (
             device_id     text        NOT NULL,
@@ -117,7 +117,7 @@ BEGIN
             up_hours      bigint      NOT NULL,
             up_mask       bigint      NOT NULL,
             PRIMARY KEY (device_id, day)
-        );
+        ) WITH (fillfactor = 70);
         CREATE INDEX heartbeats_daily_day_idx ON heartbeats_daily (day);
 
         -- Why a statement-level AFTER INSERT trigger with a transition table:

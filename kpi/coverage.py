@@ -50,7 +50,9 @@ in_force AS (
     FROM spans
     GROUP BY point_id
 ),
-bound AS (
+bound AS MATERIALIZED (
+    -- (Materialized: seen through, the devices join adds a second, redundant condition on the daily
+    -- rollup's key, and each binding's range scan becomes a slower BitmapAnd.)
     -- Bindings of the indicator's kind (the registry's kind, not the heartbeat's), each cut to the spans
     -- of its point: bucket by bucket, the binding and the point are both in force.
     SELECT bd.device_id, sp.point_id, greatest(bd.valid_from, sp.s) AS s,

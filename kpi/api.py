@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, make_asgi_app
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
@@ -117,7 +117,11 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
     app.state.pool = pool
     registry = CollectorRegistry()
     registry.register(LiveCoverageCollector(connection, settings, catalog=catalog, clock=now))
-    app.mount("/metrics", make_asgi_app(registry))
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        # A route rather than a mounted app: a mount answers /metrics with a redirect to /metrics/.
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

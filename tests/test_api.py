@@ -71,8 +71,9 @@ def test_live_coverage(api: TestClient) -> None:
 
 
 def test_metrics_exposes_live_gauges(api: TestClient) -> None:
-    text = api.get("/metrics/").text
-    assert 'citykpi_live_coverage_ratio{indicator="17"} 0.5' in text
+    response = api.get("/metrics")
+    assert response.status_code == 200
+    assert 'citykpi_live_coverage_ratio{indicator="17"} 0.5' in response.text
 
 
 @pytest.mark.parametrize(("path", "params", "parameter"), [

@@ -104,8 +104,10 @@ BEGIN
             last_seen     timestamptz NOT NULL,
             last_healthy  timestamptz,
             PRIMARY KEY (device_id, bucket)
-        ) WITH (fillfactor = 70);  -- room for HOT updates: each batch updates the current hour's rows in place
-        CREATE INDEX heartbeats_hourly_bucket_idx ON heartbeats_hourly (bucket);
+        ) WITH (fillfactor = 70);
+        -- fillfactor: room for HOT updates, since every batch updates the current hour's rows in place.
+        -- Only the primary keys: every reader (coverage, live) goes by device, and each further index
+        -- would be one more write per new row on the ingest path.
         CREATE TABLE heartbeats_daily (
             device_id     text        NOT NULL,
             day           timestamptz NOT NULL,
@@ -118,7 +120,6 @@ BEGIN
             up_mask       bigint      NOT NULL,
             PRIMARY KEY (device_id, day)
         ) WITH (fillfactor = 70);
-        CREATE INDEX heartbeats_daily_day_idx ON heartbeats_daily (day);
 
         -- Why a statement-level AFTER INSERT trigger with a transition table:
         -- * exact and immediate, in the inserting transaction: a heartbeat two days late changes its

@@ -132,3 +132,13 @@ def test_storage_policies_say_there_is_nothing_to_set_on_plain_postgresql(
     status, out, _ = _run(capsys, "kpi", "storage-policies")
     assert (status, out) == (0, "plain PostgreSQL: rollups are kept by a trigger; no refresh, compression or "
                                 "retention policy\n")
+
+
+def test_evidence_as_text_for_a_person(province: None, capsys: pytest.CaptureFixture) -> None:
+    status, out, _ = _run(capsys, "kpi", "evidence", "17", *PERIOD)
+    assert status == 0
+    assert out.splitlines() == [
+        "#17 2026-11-01 → 2026-11-02: 1/2 điểm đạt (θ = 0.90) [final]",
+        "  SEC-A                24/24  100.00%  đạt        cam-a1 12 h, cam-a2 14 h",
+        "  SEC-B                20/24   83.33%  không đạt  cam-b 20 h",
+    ]

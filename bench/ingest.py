@@ -33,12 +33,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
-from psycopg import sql
 
 from citykpi.db import connect
 from citykpi.migrations import migrate
+from citykpi.services.databases import create_database
 from citykpi.services.errors import ServiceUnavailable
 from citykpi.services.mqtt_broker import LocalMqttBroker
 from citykpi.services.ports import free_loopback_port
@@ -65,10 +64,7 @@ def _heartbeats(count: int, *, devices: int = 1000) -> list[dict]:
 
 
 def _new_database(server_url: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    url = create_database(server_url, f"bench_{uuid.uuid4().hex[:8]}")
     with connect(url) as conn:
         migrate(conn)
         # Bench only: the row's write time rather than its transaction's start (see the module docstring).

@@ -13,7 +13,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from psycopg import sql
 
 from citykpi.db import connect
 from citykpi.migrations import migrate
+from citykpi.services.databases import scratch_database
 from registry.categories import CATEGORIES, CATEGORY_SERVED_BY
 from registry.devices import read_devices
 from registry.devices_import import import_devices
@@ -92,12 +92,8 @@ def load(conn: psycopg.Connection, path: Path, read, apply) -> tuple[float, floa
 
 
 def run(url: str, n_points: int, n_devices: int) -> list[str]:
-    name = f"citykpi_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base, _, _ = url.rpartition("/")
-    try:
-        with tempfile.TemporaryDirectory() as tmp, connect(f"{base}/{name}") as conn:
+    with scratch_database(url, "citykpi_bench") as scratch, tempfile.TemporaryDirectory() as tmp:
+        with connect(scratch) as conn:
             migrate(conn)
             conn.autocommit = False
             units, points, devices = write_files(Path(tmp), n_points, n_devices)
@@ -115,9 +111,6 @@ def run(url: str, n_points: int, n_devices: int) -> list[str]:
                              f"{n / (parse_s + import_s):,.0f} | {n / copy_s:,.0f} | "
                              f"{again_parse + again_import:.2f} s |")
             return lines
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def main() -> int:

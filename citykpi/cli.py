@@ -33,7 +33,7 @@ def _db_migrate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     with connect(settings.require_database_url()) as conn:
-        applied = migrate(conn)
+        applied = migrate(conn, timezone=settings.timezone)
         for m in applied:
             print(f"applied {m.package}/migrations/{m.name}")
         print(f"{len(applied)} migration(s) applied; heartbeats is "

@@ -75,7 +75,7 @@ def run_demo(*, points_per_category: int, days: int, seed: int) -> int:
             print(f"  PostgreSQL ({pg.bindir}), {broker.implementation} at {broker.url}", file=sys.stderr)
 
             with connect(pg.url) as conn:
-                migrate(conn)
+                migrate(conn, timezone=settings.timezone)
                 points, devices = generate_province(points_per_category, seed=seed,
                                                     heartbeat_interval_s=DEMO_INTERVAL_S)
                 points_csv, devices_csv = write_registry_files(Path(tmp), points, devices,

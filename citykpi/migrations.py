@@ -46,9 +46,14 @@ def discover() -> list[Migration]:
     return found
 
 
-def migrate(conn: psycopg.Connection) -> list[Migration]:
-    """Apply what is missing and return it; an already-applied file whose text changed is an error."""
+def migrate(conn: psycopg.Connection, *, timezone: str = "Asia/Ho_Chi_Minh") -> list[Migration]:
+    """Apply what is missing and return it; an already-applied file whose text changed is an error.
+
+    `timezone` (CITYKPI_TIMEZONE) reaches the SQL as the `citykpi.timezone` setting: the rollups bucket
+    by local hour and record the zone they were built in (kpi/migrations/001_rollups.sql).
+    """
     conn.autocommit = True
+    conn.execute("SELECT set_config('citykpi.timezone', %s, false)", (timezone,))
     conn.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK,))
     try:
         conn.execute(

@@ -8,6 +8,9 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVICE_KINDS = ("air_monitor", "water_monitor", "wastewater_station", "cctv", "wifi_ap", "bus_display")
+# Used by live coverage for a binding without heartbeat_interval_s.
+DEFAULT_HEARTBEAT_INTERVAL_S = {"air_monitor": 300, "water_monitor": 300, "wastewater_station": 300,
+                                "cctv": 60, "wifi_ap": 60, "bus_display": 60}
 
 
 class Settings(BaseSettings):
@@ -57,6 +60,12 @@ class Settings(BaseSettings):
     metrics_host: str = Field("0.0.0.0", description="address of the /metrics, /healthz, /readyz endpoint")
     metrics_port: int = Field(
         9464, ge=0, le=65535, description="port of /metrics, /healthz and /readyz; 0 turns them off")
+    heartbeat_interval_s: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_HEARTBEAT_INTERVAL_S),
+        description="JSON {kind: seconds}, merged over the defaults: interval of a binding that names none")
+    raw_retention: timedelta | None = Field(
+        timedelta(days=400), description="TimescaleDB: drop raw heartbeats older than this (rollups stay)")
+    compress_after: timedelta = Field(timedelta(days=14), description="TimescaleDB: compress raw heartbeats after")
 
     @field_validator("timezone")
     @classmethod
@@ -74,6 +83,16 @@ class Settings(BaseSettings):
 
         Bounds.parse(value)
         return value
+
+    @field_validator("heartbeat_interval_s")
+    @classmethod
+    def _intervals_for_known_kinds(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(DEVICE_KINDS))
+        if unknown:
+            raise ValueError(f"unknown device kind(s) {', '.join(unknown)}; kinds are {', '.join(DEVICE_KINDS)}")
+        if any(seconds <= 0 for seconds in value.values()):
+            raise ValueError("intervals must be positive seconds")
+        return {**DEFAULT_HEARTBEAT_INTERVAL_S, **value}
 
     @property
     def zone(self) -> ZoneInfo:

@@ -1,69 +1,102 @@
 """Sensor-driven indicators: the share of key points whose devices were up often enough over a period.
 
-Computed from raw heartbeats; the rollups of the coverage engine will feed the same evidence query.
+Computed from the rollups (`heartbeats_daily.up_mask`, the local day's up hours of `heartbeats_hourly` as
+bits), so a period older than raw retention computes the same as yesterday.
 """
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import psycopg
 
-# One row per key point of the category in force in at least one completed bucket of the period.
-# Each CTE quotes the sentence of DESIGN.md ("What a coverage number means") that it implements.
+from kpi.rollups import check_rollup_zone
+
+# One row per key point of the category in force in at least one completed bucket of the period, read
+# from the rollups only (never raw heartbeats, which may be past retention): heartbeats_daily.up_mask holds
+# each local day's up hours of heartbeats_hourly as bits, so a year reads 365 rows per device, and the
+# union of several devices' hours is a bit_or. Bit k of a day is the bucket starting k hours after its
+# local midnight; kpi_hour_mask (kpi/migrations/001_rollups.sql) gives the bits of the buckets starting
+# inside an interval. Buckets of the period are %(start)s + k hours before %(end)s (its ends are local
+# midnights, or the last bucket ended by now): exact for zones whose offset changes by whole hours.
+# Each CTE quotes the sentence of DESIGN.md ("What a coverage number means") it implements.
 _EVIDENCE = """
-WITH buckets AS (
-    -- "Time buckets are one hour, aligned to the province's local time."
-    SELECT local_hour AT TIME ZONE %(tz)s AS bucket_start
-    FROM generate_series(%(from_local)s::timestamp, %(to_local)s::timestamp - interval '1 hour',
-                         interval '1 hour') AS local_hour
-    WHERE (local_hour + interval '1 hour') AT TIME ZONE %(tz)s <= %(now)s
+WITH versions AS (
+    -- Each version of a point of the category, clipped to the period.
+    SELECT point_id, name, admin_unit, valid_from,
+           greatest(valid_from, %(start)s) AS s, least(coalesce(valid_to, 'infinity'), %(end)s) AS e
+    FROM key_points
+    WHERE %(category)s = ANY (categories) AND valid_from < %(end)s AND (valid_to IS NULL OR valid_to > %(start)s)
 ),
-point_buckets AS (
-    -- "A point, binding or unit is in force in a bucket when it is in force at the bucket's start."
-    SELECT DISTINCT p.point_id, b.bucket_start
-    FROM key_points p
-    JOIN buckets b ON p.valid_from <= b.bucket_start AND (p.valid_to IS NULL OR p.valid_to > b.bucket_start)
-    WHERE %(category)s = ANY (p.categories)
+spans AS (
+    -- Overlapping or touching versions merge, so that no bucket counts twice for a point or a device.
+    SELECT point_id, min(s) AS s, max(e) AS e
+    FROM (SELECT point_id, s, e, sum(CASE WHEN earlier_e >= s THEN 0 ELSE 1 END)
+                                     OVER (PARTITION BY point_id ORDER BY s, e) AS island
+          FROM (SELECT point_id, s, e,
+                       max(e) OVER (PARTITION BY point_id ORDER BY s, e
+                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier_e
+                FROM versions) ordered) islands
+    GROUP BY point_id, island
 ),
-device_up AS (
-    -- "A device is up in a bucket if it sent at least one healthy heartbeat in it."
-    SELECT h.device_id, date_trunc('hour', h.ts AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS bucket_start
-    FROM heartbeats h
-    WHERE h.healthy AND h.ts >= %(from_ts)s AND h.ts < %(to_ts)s
-      AND h.device_id IN (SELECT device_id FROM devices WHERE kind = %(kind)s)
-    GROUP BY 1, 2
+in_force AS (
+    -- "A point, binding or unit is in force in a bucket when it is in force at the bucket's start":
+    -- the buckets %(start)s + k h that start inside one of its spans.
+    SELECT point_id,
+           sum(ceil(date_part('epoch', e - %(start)s) / 3600) - ceil(date_part('epoch', s - %(start)s) / 3600))::int
+               AS buckets_in_force
+    FROM spans
+    GROUP BY point_id
 ),
-bound_up AS (
-    -- "A key point is up in a bucket if any device bound to it in that bucket, of the indicator's kind
-    -- (the registry's kind), is up."
-    SELECT pb.point_id, pb.bucket_start, du.device_id
-    FROM point_buckets pb
-    JOIN bindings bd ON bd.point_id = pb.point_id AND bd.valid_from <= pb.bucket_start
-                    AND (bd.valid_to IS NULL OR bd.valid_to > pb.bucket_start)
+bound AS MATERIALIZED (
+    -- (Materialized: seen through, the devices join adds a second, redundant condition on the daily
+    -- rollup's key, and each binding's range scan becomes a slower BitmapAnd.)
+    -- Bindings of the indicator's kind (the registry's kind, not the heartbeat's), each cut to the spans
+    -- of its point: bucket by bucket, the binding and the point are both in force.
+    SELECT bd.device_id, sp.point_id, greatest(bd.valid_from, sp.s) AS s,
+           least(coalesce(bd.valid_to, 'infinity'), sp.e) AS e
+    FROM bindings bd
     JOIN devices d ON d.device_id = bd.device_id AND d.kind = %(kind)s
-    JOIN device_up du ON du.device_id = bd.device_id AND du.bucket_start = pb.bucket_start
+    JOIN spans sp ON sp.point_id = bd.point_id AND bd.valid_from < sp.e
+                 AND (bd.valid_to IS NULL OR bd.valid_to > sp.s)
 ),
-point_summary AS (
-    SELECT pb.point_id, count(*) AS buckets_in_force,
-           count(*) FILTER (WHERE EXISTS (SELECT 1 FROM bound_up bu WHERE bu.point_id = pb.point_id
-                                                                     AND bu.bucket_start = pb.bucket_start))
-               AS buckets_up
-    FROM point_buckets pb
-    GROUP BY pb.point_id
+device_days AS (
+    -- "A device is up in a bucket if it sent at least one healthy heartbeat in it" (its bit of up_mask),
+    -- kept for the buckets starting inside the cut binding. One index range per binding; the day before
+    -- the binding's start only ever contributes zero bits.
+    SELECT b.point_id, b.device_id, h.day, h.up_mask & kpi_hour_mask(h.day, b.s, b.e) AS up
+    FROM bound b
+    JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day > b.s - interval '25 hours' AND h.day < b.e
+),
+point_up AS (
+    -- "A key point is up in a bucket if any device bound to it in that bucket, of the indicator's kind
+    -- (the registry's kind), is up": the union (bit_or) of its devices' bits, day by day.
+    SELECT point_id, sum(bit_count(up::bit(64)))::int AS buckets_up
+    FROM (SELECT point_id, bit_or(up) AS up FROM device_days GROUP BY point_id, day) per_day
+    GROUP BY point_id
 ),
 device_hours AS (
-    SELECT point_id, device_id, count(*) AS up_hours FROM bound_up GROUP BY point_id, device_id
+    -- A device's cut bindings never overlap in time, so its rows' bits are disjoint and add up.
+    SELECT point_id, device_id, sum(bit_count(up::bit(64)))::int AS up_hours
+    FROM device_days GROUP BY point_id, device_id HAVING bit_or(up) <> 0
+),
+latest AS (
+    -- The point's name and unit as of its last version in force during the period.
+    SELECT DISTINCT ON (point_id) point_id, name, admin_unit FROM versions ORDER BY point_id, valid_from DESC
 )
-SELECT ps.point_id, ps.buckets_in_force, ps.buckets_up,
+SELECT f.point_id, l.name, l.admin_unit, f.buckets_in_force, coalesce(pu.buckets_up, 0) AS buckets_up,
        coalesce(jsonb_object_agg(dh.device_id, dh.up_hours) FILTER (WHERE dh.device_id IS NOT NULL), '{}')
            AS device_up_hours
-FROM point_summary ps
-LEFT JOIN device_hours dh ON dh.point_id = ps.point_id
-GROUP BY ps.point_id, ps.buckets_in_force, ps.buckets_up
-ORDER BY ps.point_id
+FROM in_force f
+JOIN latest l ON l.point_id = f.point_id
+LEFT JOIN point_up pu ON pu.point_id = f.point_id
+LEFT JOIN device_hours dh ON dh.point_id = f.point_id
+-- "points in force in at least one bucket of P"
+WHERE f.buckets_in_force > 0
+GROUP BY f.point_id, l.name, l.admin_unit, f.buckets_in_force, pu.buckets_up
+ORDER BY f.point_id
 """
 
 
@@ -72,6 +105,8 @@ class PointEvidence:
     """Why one key point counts, or does not."""
 
     point_id: str
+    name: str
+    admin_unit: str | None
     buckets_in_force: int
     buckets_up: int
     device_up_hours: dict[str, int]
@@ -80,6 +115,16 @@ class PointEvidence:
     @property
     def availability(self) -> Fraction:
         return Fraction(self.buckets_up, self.buckets_in_force)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "point_id": self.point_id, "name": self.name, "admin_unit": self.admin_unit,
+            "buckets_in_force": self.buckets_in_force, "buckets_up": self.buckets_up,
+            "availability": f"{self.buckets_up}/{self.buckets_in_force}",
+            "availability_percent": float(percent(self.buckets_up, self.buckets_in_force)),
+            "covered": self.covered,
+            "devices": [{"device_id": d, "up_hours": h} for d, h in sorted(self.device_up_hours.items())],
+        }
 
 
 @dataclass(frozen=True)
@@ -95,18 +140,35 @@ class CoverageValue:
     status: str
     theta: Decimal
     evidence: list[PointEvidence] = field(default_factory=list)
+    admin_unit: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        """The DESIGN contract's fields, in its order; `admin_unit` follows when the value is for one unit."""
+        shown: dict[str, object] = {
             "code": self.code, "name_vi": self.name_vi, "unit": self.unit,
             "from": self.period_from.isoformat(), "to": self.period_to.isoformat(),
             "numerator": self.numerator, "denominator": self.denominator,
             "value": None if self.value is None else float(self.value), "status": self.status,
         }
+        if self.admin_unit is not None:
+            shown["admin_unit"] = self.admin_unit
+        return shown
+
+
+def percent(numerator: int, denominator: int) -> Decimal:
+    return (Decimal(100 * numerator) / Decimal(denominator)).quantize(Decimal("0.01"), ROUND_HALF_UP)
 
 
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone)
+
+
+def completed_end(start: datetime, end: datetime, now: datetime) -> datetime:
+    """The end of the last bucket of [start, end) that has ended by `now` (start itself if none has)."""
+    if now <= start:
+        return start
+    # In UTC: an aware datetime plus a timedelta is wall-clock arithmetic, wrong across a DST change.
+    return min(end, start.astimezone(UTC) + timedelta(hours=(now - start) // timedelta(hours=1)))
 
 
 def value_status(denominator: int, period_end: datetime, now: datetime, lateness_window: timedelta) -> str:
@@ -116,32 +178,60 @@ def value_status(denominator: int, period_end: datetime, now: datetime, lateness
     return "final" if now >= period_end + lateness_window else "provisional"
 
 
-def coverage(conn: psycopg.Connection, *, code: str, name_vi: str, unit: str, category: str, device_kind: str,
-             theta: Decimal, period_from: date, period_to: date, zone: ZoneInfo, now: datetime,
-             lateness_window: timedelta) -> CoverageValue:
-    """Indicator value over the half-open local-date period [period_from, period_to).
+def point_evidence(conn: psycopg.Connection, *, category: str, device_kind: str, theta: Decimal, start: datetime,
+                   end: datetime) -> list[PointEvidence]:
+    """Every key point of `category` in force in a bucket of [start, end), with its availability.
 
-    Only buckets that have ended by `now` count, so the current month reads as "so far", not as a month
-    whose future hours were all down.
+    `start` is a local midnight; `end` the end of a bucket (a local midnight, or "now" cut to the hour).
     """
-    if period_to <= period_from:
-        raise ValueError(f"period end {period_to} must be after its start {period_from}")
-    start, end = local_midnight(period_from, zone), local_midnight(period_to, zone)
-    rows = conn.execute(_EVIDENCE, {
-        "tz": zone.key, "from_local": start.replace(tzinfo=None), "to_local": end.replace(tzinfo=None),
-        "from_ts": start, "to_ts": end, "now": now, "category": category, "kind": device_kind,
-    }).fetchall()
+    if end <= start:
+        return []
+    rows = conn.execute(_EVIDENCE, {"start": start, "end": end, "category": category, "kind": device_kind})
     threshold = Fraction(theta)
-    evidence = [
-        PointEvidence(r["point_id"], r["buckets_in_force"], r["buckets_up"], dict(r["device_up_hours"]),
+    return [
+        PointEvidence(r["point_id"], r["name"], r["admin_unit"], r["buckets_in_force"], r["buckets_up"],
+                      dict(r["device_up_hours"]),
                       # "covered over P when its availability ≥ θ, compared exactly"
                       Fraction(r["buckets_up"], r["buckets_in_force"]) >= threshold)
         for r in rows
     ]
+
+
+def summarise(*, code: str, name_vi: str, unit: str, theta: Decimal, period_from: date, period_to: date,
+              evidence: list[PointEvidence], period_end: datetime, now: datetime, lateness_window: timedelta,
+              admin_unit: str | None = None) -> CoverageValue:
+    """"Indicator value over P = 100 × covered points / points in force in at least one bucket of P";
+    "No points → numerator 0, denominator 0, value null, status insufficient_data"."""
     numerator = sum(1 for e in evidence if e.covered)
     denominator = len(evidence)
-    value = None
-    if denominator:
-        value = (Decimal(100 * numerator) / Decimal(denominator)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    value = percent(numerator, denominator) if denominator else None
     return CoverageValue(code, name_vi, unit, period_from, period_to, numerator, denominator, value,
-                         value_status(denominator, end, now, lateness_window), theta, evidence)
+                         value_status(denominator, period_end, now, lateness_window), theta, evidence, admin_unit)
+
+
+def coverage(conn: psycopg.Connection, *, code: str, name_vi: str, unit: str, category: str, device_kind: str,
+             theta: Decimal, period_from: date, period_to: date, zone: ZoneInfo, now: datetime,
+             lateness_window: timedelta, admin_unit: str | None = None) -> CoverageValue:
+    """Indicator value over the half-open local-date period [period_from, period_to), optionally for one
+    administrative unit and its descendants.
+
+    Only buckets that have ended by `now` count, so the current month reads as "so far", not as a month
+    whose future hours were all down. Raises ValueError for an empty period, UnknownAdminUnit for a unit
+    not in the tree in force in the period's last bucket, RollupZoneMismatch when the rollups were built
+    in another zone.
+    """
+    from kpi.units import points_in_unit, unit_tree
+
+    if period_to <= period_from:
+        raise ValueError(f"period end {period_to} must be after its start {period_from}")
+    check_rollup_zone(conn, zone.key)
+    start, end = local_midnight(period_from, zone), local_midnight(period_to, zone)
+    evidence = point_evidence(conn, category=category, device_kind=device_kind, theta=theta, start=start,
+                              end=completed_end(start, end, now))
+    if admin_unit is not None:
+        # "in the unit tree in force in the last bucket of P"
+        tree = unit_tree(conn, end - timedelta(hours=1))
+        evidence = points_in_unit(evidence, tree, admin_unit)
+    return summarise(code=code, name_vi=name_vi, unit=unit, theta=theta, period_from=period_from,
+                     period_to=period_to, evidence=evidence, period_end=end, now=now,
+                     lateness_window=lateness_window, admin_unit=admin_unit)

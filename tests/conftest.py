@@ -12,10 +12,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from citykpi.db import connect, timescaledb_available
 from citykpi.migrations import migrate
+from citykpi.services.databases import create_database, scratch_database
 from citykpi.services.errors import ServiceUnavailable
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -64,40 +64,23 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def migrated_template(postgres_server: str) -> str:
     """A migrated database used as the template of each test's own database (copying is fast)."""
     name = f"citykpi_template_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    with connect(_with_database(postgres_server, name)) as conn:
+    with connect(create_database(postgres_server, name)) as conn:
         migrate(conn)
     return name
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    query = "?" + url.split("?", 1)[1] if "?" in url else ""
-    return f"{base}/{name}{query}"
 
 
 @pytest.fixture
 def database_url(postgres_server: str, migrated_template: str) -> Iterator[str]:
     """A fresh, migrated database for one test."""
-    name = f"citykpi_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(migrated_template)))
-    yield _with_database(postgres_server, name)
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(postgres_server, "citykpi_test", template=migrated_template) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_database_url(postgres_server: str) -> Iterator[str]:
     """A fresh database with no schema, for migration tests."""
-    name = f"citykpi_empty_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield _with_database(postgres_server, name)
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(postgres_server, "citykpi_empty") as url:
+        yield url
 
 
 @pytest.fixture

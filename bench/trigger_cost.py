@@ -1,0 +1,64 @@
+"""What the plain-PostgreSQL rollup trigger costs the ingest path.
+
+    python -m bench.trigger_cost [--batches 40] [--rows 5000] [--devices 2000]
+
+Writes the same batches as the ingest sink does (COPY into a staging table, one INSERT … SELECT … ON
+CONFLICT DO NOTHING into heartbeats per batch), alternating batches with the rollup trigger enabled and
+disabled so that both see the same machine load, and prints the median time per batch of each.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from citykpi.db import connect
+from citykpi.migrations import migrate
+from citykpi.services.postgres import LocalPostgres
+
+_STAGE = ("CREATE TEMP TABLE stage (device_id text, ts timestamptz, kind text, healthy boolean, status text,"
+          " source text, received_at timestamptz)")
+_INSERT = ("INSERT INTO heartbeats (device_id, ts, kind, healthy, status, source, received_at)"
+           " SELECT device_id, ts, kind, healthy, status, source, received_at FROM stage"
+           " ON CONFLICT (device_id, ts) DO NOTHING")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.trigger_cost")
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--devices", type=int, default=2000)
+    args = parser.parse_args(argv)
+    timings: dict[bool, list[float]] = {True: [], False: []}
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    with LocalPostgres() as pg, connect(pg.url) as conn:
+        migrate(conn)
+        conn.execute(_STAGE)
+        conn.autocommit = False
+        for batch in range(args.batches):
+            with_trigger = batch % 2 == 0
+            conn.execute("ALTER TABLE heartbeats ENABLE TRIGGER heartbeats_rollup" if with_trigger
+                         else "ALTER TABLE heartbeats DISABLE TRIGGER heartbeats_rollup")
+            conn.execute("TRUNCATE stage")
+            # A batch as a busy minute delivers it: each device's heartbeats a few seconds apart.
+            rows = [(f"dev-{i % args.devices}", start + timedelta(seconds=batch * args.rows + i), "cctv", i % 50 != 0,
+                     "ok", "bench", start) for i in range(args.rows)]
+            with conn.cursor().copy("COPY stage FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            began = time.perf_counter()
+            conn.execute(_INSERT)
+            conn.commit()
+            timings[with_trigger].append(time.perf_counter() - began)
+        hourly = conn.execute("SELECT count(*) AS n FROM heartbeats_hourly").fetchone()["n"]
+    on, off = statistics.median(timings[True]), statistics.median(timings[False])
+    print(f"{args.rows} rows per batch from {args.devices} devices, {args.batches} batches "
+          f"({hourly} hourly rollup rows):")
+    print(f"  INSERT + commit without the trigger: {off * 1000:7.1f} ms median")
+    print(f"  INSERT + commit with the trigger:    {on * 1000:7.1f} ms median ({on / off:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

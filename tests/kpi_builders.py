@@ -1,0 +1,54 @@
+"""Hand-built registries and heartbeats for the KPI tests, written with plain SQL as an importer would leave them."""
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+SINCE = datetime(2026, 1, 1, tzinfo=ZONE)
+
+
+def local(day: date, hour: int, minute: int = 30) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZONE)
+
+
+def hours(day: date, *hours_of_day: int) -> list[datetime]:
+    return [local(day, h) for h in hours_of_day]
+
+
+def every_hour(first_day: date, days: int) -> list[datetime]:
+    return [local(first_day + timedelta(days=d), h) for d in range(days) for h in range(24)]
+
+
+def unit(db: psycopg.Connection, code: str, parent: str | None, level: str, *, valid_from: datetime | None = None,
+         valid_to: datetime | None = None, successors: tuple[str, ...] = (), name: str | None = None) -> None:
+    db.execute("INSERT INTO admin_units (code, name, parent_code, level, valid_from, valid_to, successor_codes)"
+               " VALUES (%s, %s, %s, %s, coalesce(%s, '-infinity'::timestamptz), %s, %s)",
+               (code, name or f"Đơn vị {code}", parent, level, valid_from, valid_to, list(successors)))
+
+
+def point(db: psycopg.Connection, point_id: str, categories: list[str], *, admin_unit: str = "540",
+          valid_from: datetime = SINCE, valid_to: datetime | None = None, name: str | None = None) -> None:
+    db.execute("INSERT INTO key_points (point_id, name, categories, admin_unit, lat, lon, valid_from, valid_to)"
+               " VALUES (%s, %s, %s, %s, 13.77, 109.22, %s, %s)",
+               (point_id, name or f"Điểm {point_id}", categories, admin_unit, valid_from, valid_to))
+
+
+def device(db: psycopg.Connection, device_id: str, point_id: str, kind: str = "cctv", *,
+           valid_from: datetime = SINCE, valid_to: datetime | None = None, interval_s: int | None = None) -> None:
+    db.execute("INSERT INTO devices (device_id, kind) VALUES (%s, %s) ON CONFLICT DO NOTHING", (device_id, kind))
+    db.execute("INSERT INTO bindings (device_id, point_id, valid_from, valid_to, heartbeat_interval_s)"
+               " VALUES (%s, %s, %s, %s, %s)", (device_id, point_id, valid_from, valid_to, interval_s))
+
+
+def beats(db: psycopg.Connection, device_id: str, times: list[datetime], *, healthy: bool = True,
+          kind: str = "cctv") -> None:
+    """One INSERT statement for all of them, as the ingest sink does per batch."""
+    if not times:
+        return
+    db.execute(
+        "INSERT INTO heartbeats (device_id, ts, kind, healthy, status, source, received_at)"
+        " SELECT %s, ts, %s, %s, %s, 'test', ts FROM unnest(%s::timestamptz[]) AS ts"
+        " ON CONFLICT (device_id, ts) DO NOTHING",
+        (device_id, kind, healthy, "ok" if healthy else "fault", times))

@@ -1,0 +1,162 @@
+"""The hourly and daily rollups: what they hold, how late data reaches them, and the zone they are built in."""
+
+import json
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+
+from citykpi.db import connect
+from citykpi.migrations import migrate
+from citykpi.settings import Settings
+from ingest.message import Message
+from ingest.sink.writer import HeartbeatSink
+from kpi.indicators import sensor_value
+from kpi.rollups import RollupZoneMismatch, apply_storage_policies
+from tests.helpers import wait_for
+from tests.kpi_builders import ZONE, beats, device, hours, local, point
+
+DAY = date(2026, 11, 1)
+LONG_AFTER = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def _hourly(db: psycopg.Connection, device_id: str) -> list[tuple]:
+    return [(r["bucket"].astimezone(ZONE).strftime("%d %H:%M"), r["healthy_count"], r["total_count"],
+             r["first_seen"].astimezone(ZONE).strftime("%H:%M"), r["last_seen"].astimezone(ZONE).strftime("%H:%M"))
+            for r in db.execute("SELECT * FROM heartbeats_hourly WHERE device_id = %s ORDER BY bucket", (device_id,))]
+
+
+def _daily(db: psycopg.Connection, device_id: str) -> list[tuple]:
+    return [(r["day"].astimezone(ZONE).strftime("%Y-%m-%d %H:%M"), r["up_hours"], r["healthy_count"],
+             r["total_count"])
+            for r in db.execute("SELECT * FROM heartbeats_daily WHERE device_id = %s ORDER BY day", (device_id,))]
+
+
+def test_hourly_rollup_counts_healthy_and_all_heartbeats_per_local_hour(db: psycopg.Connection) -> None:
+    beats(db, "cam-1", [local(DAY, 8, 5), local(DAY, 8, 50)])
+    beats(db, "cam-1", [local(DAY, 8, 20)], healthy=False)
+    beats(db, "cam-1", [local(DAY, 9, 0)], healthy=False)
+    assert _hourly(db, "cam-1") == [("01 08:00", 2, 3, "08:05", "08:50"), ("01 09:00", 0, 1, "09:00", "09:00")]
+
+
+def test_a_duplicate_heartbeat_is_counted_once(db: psycopg.Connection) -> None:
+    beats(db, "cam-1", [local(DAY, 8, 5)])
+    beats(db, "cam-1", [local(DAY, 8, 5), local(DAY, 8, 6)])   # the first is absorbed by the (device_id, ts) key
+    assert _hourly(db, "cam-1") == [("01 08:00", 2, 2, "08:05", "08:06")]
+
+
+def test_daily_rollup_is_the_local_day_and_counts_up_hours(db: psycopg.Connection) -> None:
+    # 23:30 local on 1 Nov is 16:30 UTC the same day; 06:30 local on 2 Nov is 23:30 UTC on 1 Nov.
+    beats(db, "cam-1", hours(DAY, 0, 7, 7, 23) + [local(DAY, 7, 45)])
+    beats(db, "cam-1", hours(DAY, 12), healthy=False)
+    beats(db, "cam-1", hours(DAY + timedelta(days=1), 6))
+    assert _daily(db, "cam-1") == [("2026-11-01 00:00", 3, 4, 5), ("2026-11-02 00:00", 1, 1, 1)]
+
+
+def test_an_hour_becoming_healthy_later_adds_one_up_hour_and_only_once(db: psycopg.Connection) -> None:
+    beats(db, "cam-1", hours(DAY, 10), healthy=False)
+    assert _daily(db, "cam-1") == [("2026-11-01 00:00", 0, 0, 1)]
+    beats(db, "cam-1", [local(DAY, 10, 40)])
+    beats(db, "cam-1", [local(DAY, 10, 50)])
+    assert _daily(db, "cam-1") == [("2026-11-01 00:00", 1, 2, 3)]
+
+
+def test_concurrent_writers_of_one_day_lose_no_up_hour(database_url: str) -> None:
+    """Two transactions write different hours of the same day; the second waits on the first's row lock."""
+    with connect(database_url) as first, connect(database_url) as second:
+        beats(first, "cam-1", hours(DAY, 1))                      # holds the day's row, uncommitted
+        blocked_pid = second.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+        writer = threading.Thread(target=lambda: (beats(second, "cam-1", hours(DAY, 2)), second.commit()))
+        writer.start()
+        with connect(database_url, autocommit=True) as watcher:
+            wait_for(lambda: watcher.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                             (blocked_pid,)).fetchone()["wait_event_type"] == "Lock",
+                     what="the second writer to wait for the first's lock")
+        first.commit()
+        writer.join(timeout=30)
+        assert _daily(first, "cam-1") == [("2026-11-01 00:00", 2, 2, 2)]
+
+
+def _late_message(device_id: str, ts: datetime, received_at: datetime) -> Message:
+    payload = json.dumps({"device_id": device_id, "kind": "cctv", "ts": ts.isoformat()}).encode()
+    return Message("mqtt", f"devices/{device_id}/heartbeat", payload, received_at, device_id, False, lambda: None)
+
+
+def test_a_heartbeat_two_days_late_through_the_sink_changes_its_hour_its_day_and_the_kpi(
+        database_url: str, db: psycopg.Connection) -> None:
+    point(db, "SEC-A", ["security_point"])
+    device(db, "cam-a", "SEC-A")
+    beats(db, "cam-a", hours(DAY, *range(21)))                  # 21/24 = 0.875: not covered
+    db.commit()
+    closed = sensor_value(db, "17", DAY, DAY + timedelta(days=1), settings=Settings(), now=LONG_AFTER)
+    assert (closed.numerator, closed.denominator) == (0, 1)
+
+    received = local(DAY + timedelta(days=2), 23)               # the day closed two days earlier
+    sink = HeartbeatSink(database_url)
+    try:
+        result = sink.write([_late_message("cam-a", local(DAY, h), received) for h in (21, 22)])
+    finally:
+        sink.close()
+    assert result.stored == 2
+
+    db.rollback()
+    assert _daily(db, "cam-a") == [("2026-11-01 00:00", 23, 23, 23)]  # 23/24 = 0.958
+    reopened = sensor_value(db, "17", DAY, DAY + timedelta(days=1), settings=Settings(), now=LONG_AFTER)
+    assert (reopened.numerator, reopened.denominator, reopened.evidence[0].buckets_up) == (1, 1, 23)
+
+
+def test_kpis_still_compute_after_raw_heartbeats_are_dropped(db: psycopg.Connection) -> None:
+    point(db, "SEC-A", ["security_point"])
+    device(db, "cam-a", "SEC-A")
+    beats(db, "cam-a", hours(DAY, *range(22)))                  # 22/24 = 0.9167
+    db.execute("DELETE FROM heartbeats")                        # as a retention policy would
+    db.commit()
+    value = sensor_value(db, "17", DAY, DAY + timedelta(days=1), settings=Settings(), now=LONG_AFTER)
+    assert (value.numerator, value.denominator, value.evidence[0].buckets_up) == (1, 1, 22)
+
+
+def test_rollups_built_in_one_zone_refuse_to_serve_another(db: psycopg.Connection) -> None:
+    with pytest.raises(RollupZoneMismatch, match="bucketed in Asia/Ho_Chi_Minh, but CITYKPI_TIMEZONE is Asia/Kolkata"):
+        sensor_value(db, "17", DAY, DAY + timedelta(days=1), settings=Settings(timezone="Asia/Kolkata"),
+                     now=LONG_AFTER)
+
+
+def test_migration_buckets_by_the_configured_zone(empty_database_url: str) -> None:
+    with connect(empty_database_url) as conn:
+        migrate(conn, timezone="Asia/Kolkata")                  # UTC+05:30: local hours start at :30 UTC
+        conn.autocommit = False
+        beats(conn, "cam-1", [datetime(2026, 11, 1, 10, 45, tzinfo=UTC)])
+        hourly = conn.execute("SELECT bucket FROM heartbeats_hourly").fetchone()["bucket"]
+        daily = conn.execute("SELECT day FROM heartbeats_daily").fetchone()["day"]
+        assert conn.execute("SELECT timezone FROM rollup_config").fetchone()["timezone"] == "Asia/Kolkata"
+    assert hourly == datetime(2026, 11, 1, 10, 30, tzinfo=UTC)
+    assert daily == datetime(2026, 10, 31, 18, 30, tzinfo=UTC)
+
+
+def test_migration_rolls_up_heartbeats_stored_before_it(empty_database_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    with connect(empty_database_url) as conn:
+        monkeypatch.setattr("citykpi.migrations.PACKAGES", ("registry", "ingest"))
+        migrate(conn)
+        beats(conn, "cam-1", hours(DAY, 3, 4) + [local(DAY, 4, 45)])
+        monkeypatch.undo()
+        assert [(m.package, m.name) for m in migrate(conn) if "rollups" in m.name] == [("kpi", "001_rollups.sql")]
+        assert _daily(conn, "cam-1") == [("2026-11-01 00:00", 2, 3, 3)]
+
+
+def test_storage_policies_are_a_no_op_on_plain_postgresql(db: psycopg.Connection) -> None:
+    said = apply_storage_policies(db, lateness_window=timedelta(days=7), raw_retention=timedelta(days=400),
+                                  compress_after=timedelta(days=14))
+    assert said == ["plain PostgreSQL: rollups are kept by a trigger; no refresh, compression or retention policy"]
+
+
+def test_rollups_are_continuous_aggregates_with_timescaledb(timescaledb: None, empty_database_url: str) -> None:
+    with connect(empty_database_url) as conn:
+        migrate(conn)
+        views = {r["view_name"]: r["materialized_only"] for r in conn.execute(
+            "SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates")}
+        policies = conn.execute("SELECT count(*) AS n FROM timescaledb_information.jobs"
+                                " WHERE proc_name = 'policy_refresh_continuous_aggregate'").fetchone()["n"]
+    assert views == {"heartbeats_hourly": False, "heartbeats_daily": False}
+    assert policies == 2

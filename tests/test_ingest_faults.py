@@ -213,7 +213,8 @@ def test_mosquitto_restarted_mid_stream_the_worker_reconnects_and_loses_nothing(
     from citykpi.services.mqtt_broker import LocalMqttBroker
 
     broker = LocalMqttBroker(workdir=tmp_path).start()
-    ingest = MqttIngest(_in_process_settings(database_url, broker), database_url)
+    # A narrow delivery window keeps most of the first half queued in the broker when it restarts.
+    ingest = MqttIngest(_in_process_settings(database_url, broker, mqtt_receive_maximum=10), database_url)
     reconnects_before = REGISTRY.get_sample_value("citykpi_ingest_reconnects_total", {"source": "mqtt"}) or 0
     try:
         ingest.start()

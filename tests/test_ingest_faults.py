@@ -89,11 +89,15 @@ def _spawn(processes: list[IngestProcess], tmp_path: Path, source: str, env: dic
 
 def test_mqtt_ingest_killed_mid_stream_loses_nothing_once_restarted(
         database_url: str, mqtt_broker, tmp_path: Path, processes: list[IngestProcess]) -> None:
-    env = _process_env(database_url, **_mqtt_env(mqtt_broker, f"ingest-{uuid.uuid4().hex[:8]}"))
-    first = _spawn(processes, tmp_path, "mqtt", env)
+    # A backlog in the session and a narrow delivery window: the kill lands with most of the stream unread.
+    env = _process_env(database_url, CITYKPI_MQTT_RECEIVE_MAXIMUM="10",
+                       **_mqtt_env(mqtt_broker, f"ingest-{uuid.uuid4().hex[:8]}"))
+    assert _spawn(processes, tmp_path, "mqtt", env).terminate() == 0  # creates the persistent session
     _publish(mqtt_broker.url, _heartbeats(1200))
+    first = _spawn(processes, tmp_path, "mqtt", env)
     wait_for(lambda: _count(database_url) >= 100, what="the first process storing")
     first.kill()  # no drain, no acknowledgement: the persistent session keeps what was not acknowledged
+    assert _count(database_url) < 1200
 
     _spawn(processes, tmp_path, "mqtt", env)
     wait_for(lambda: _count(database_url) == 1200, timeout_s=60, what="all 1200 heartbeats after the restart")
@@ -104,11 +108,13 @@ def test_mqtt_ingest_killed_mid_stream_loses_nothing_once_restarted(
 def test_kafka_ingest_killed_mid_stream_loses_nothing_once_restarted(
         database_url: str, kafka_bootstrap: str, tmp_path: Path, processes: list[IngestProcess]) -> None:
     topic, group = f"heartbeats-{uuid.uuid4().hex[:8]}", f"group-{uuid.uuid4().hex[:8]}"
-    env = _process_env(database_url, **_kafka_env(kafka_bootstrap, topic, group))
-    first = _spawn(processes, tmp_path, "kafka", env)
+    # A backlog in the topic and a narrow in-flight bound: the kill lands with most of the stream unread.
+    env = _process_env(database_url, CITYKPI_KAFKA_MAX_IN_FLIGHT="20", **_kafka_env(kafka_bootstrap, topic, group))
     produce(kafka_bootstrap, topic, _kafka_records(_heartbeats(1200)))
+    first = _spawn(processes, tmp_path, "kafka", env)
     wait_for(lambda: _count(database_url) >= 100, what="the first process storing")
     first.kill()  # offsets committed so far are all the group keeps; the rest is read again
+    assert _count(database_url) < 1200
 
     _spawn(processes, tmp_path, "kafka", env)
     wait_for(lambda: _count(database_url) == 1200, timeout_s=90, what="all 1200 heartbeats after the restart")
@@ -135,18 +141,24 @@ def test_sigterm_over_kafka_exits_0_with_every_stored_message_committed(
 
 def test_sigterm_over_mqtt_exits_0_having_acknowledged_everything_it_stored(
         database_url: str, mqtt_broker, tmp_path: Path, processes: list[IngestProcess]) -> None:
-    env = _process_env(database_url, **_mqtt_env(mqtt_broker, f"ingest-{uuid.uuid4().hex[:8]}"))
+    # The backlog waits in the session before the first process starts, and a narrow delivery window (MQTT 5
+    # Receive Maximum) lets it take only a little at a time: when SIGTERM comes most of the stream is still
+    # in the broker, so the second process has something to receive and the test something to prove.
+    env = _process_env(database_url, CITYKPI_MQTT_RECEIVE_MAXIMUM="10",
+                       **_mqtt_env(mqtt_broker, f"ingest-{uuid.uuid4().hex[:8]}"))
+    assert _spawn(processes, tmp_path, "mqtt", env).terminate() == 0  # creates the persistent session
+    _publish(mqtt_broker.url, _heartbeats(3000))
     first = _spawn(processes, tmp_path, "mqtt", env)
-    _publish(mqtt_broker.url, _heartbeats(1500))
     wait_for(lambda: _count(database_url) > 0, what="the first process storing")
     assert first.terminate(timeout_s=40) == 0
 
+    stored_by_first = _count(database_url)
     second = _spawn(processes, tmp_path, "mqtt", env)
-    wait_for(lambda: _count(database_url) == 1500, timeout_s=60, what="the rest from the session")
-    wait_for(lambda: second.metric("citykpi_ingest_heartbeats_duplicate_total", 'source="mqtt"') is not None
-             or _count(database_url) == 1500, what="the second process's metrics")
+    wait_for(lambda: _count(database_url) == 3000, timeout_s=60, what="the rest from the session")
+    wait_for(lambda: second.metric("citykpi_ingest_heartbeats_stored_total", 'source="mqtt"') == 3000 - stored_by_first,
+             what="the second process's metrics to show what it stored")
     # Whatever the first process stored it also acknowledged: none of it came back to the second.
-    assert (second.metric("citykpi_ingest_heartbeats_duplicate_total", 'source="mqtt"') or 0) == 0
+    assert second.metric("citykpi_ingest_heartbeats_duplicate_total", 'source="mqtt"') == 0
 
 
 @pytest.fixture
@@ -202,7 +214,8 @@ def test_mosquitto_restarted_mid_stream_the_worker_reconnects_and_loses_nothing(
     from citykpi.services.mqtt_broker import LocalMqttBroker
 
     broker = LocalMqttBroker(workdir=tmp_path).start()
-    ingest = MqttIngest(_in_process_settings(database_url, broker), database_url)
+    # A narrow delivery window keeps most of the first half queued in the broker when it restarts.
+    ingest = MqttIngest(_in_process_settings(database_url, broker, mqtt_receive_maximum=10), database_url)
     reconnects_before = REGISTRY.get_sample_value("citykpi_ingest_reconnects_total", {"source": "mqtt"}) or 0
     try:
         ingest.start()

@@ -70,6 +70,8 @@ KAFKA_CONSUMER_LAG = LiveGauge(
     "citykpi_ingest_kafka_consumer_lag_messages",
     "Per partition: the log end offset minus the group's committed offset", ("topic", "partition"))
 
+LIVE_GAUGES = (IN_FLIGHT, QUEUE_CAPACITY, KAFKA_UNACKNOWLEDGED, KAFKA_CONSUMER_LAG)
+
 Sample = tuple[LiveGauge, tuple[str, ...], float]
 
 
@@ -99,9 +101,11 @@ class _LiveState(Collector):
         for provider in providers:
             for gauge, labels, value in provider():
                 values[gauge][labels] += value
-        for gauge, samples in values.items():
+        # Every family is exposed, with or without samples yet, so that alerts and dashboards querying it
+        # find a declared metric from the first scrape (the Kafka lag before any partition is assigned).
+        for gauge in LIVE_GAUGES:
             family = GaugeMetricFamily(gauge.name, gauge.documentation, labels=gauge.labelnames)
-            for labels, value in samples.items():
+            for labels, value in values.get(gauge, {}).items():
                 family.add_metric(labels, value)
             yield family
 

@@ -26,6 +26,7 @@ from kpi.indicators import FormIndicator, latest_complete_month, sensor_value
 from kpi.live import LiveCoverageCollector, live_coverage
 from kpi.rollups import RollupZoneMismatch
 from kpi.units import UnknownAdminUnit
+from kpi.web.routes import add_page_routes
 
 # A period longer than this is refused: it would hold a connection for minutes on a large province.
 MAX_PERIOD = timedelta(days=400)
@@ -183,6 +184,8 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
                      admin_unit: str | None = unit_query) -> dict:
         value = value_of(code, date_from, to, admin_unit)
         return {**_value_body(value), "points": evidence_dicts(value)}
+
+    add_page_routes(app, connection, settings, catalog, now)
 
     @app.get("/v1/live", summary="Coverage now: a point is covered if a bound device of the kind sent a "
              "healthy heartbeat within 3 × its heartbeat interval")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 
 from kpi.catalog import Catalog, Indicator
+from kpi.coverage import percent
 from kpi.forms.periods import Period
 
 TWO_PLACES = Decimal("0.01")
@@ -34,10 +35,6 @@ class FormValue:
         return {"code": self.code, "name_vi": self.name_vi, "unit": self.unit, "period": self.period,
                 "numerator": self.numerator, "denominator": self.denominator, "value": value,
                 "status": self.status, "sources": self.sources, "missing": self.missing, **self.details}
-
-
-def _percent(numerator: int, denominator: int) -> Decimal:
-    return (Decimal(100 * numerator) / Decimal(denominator)).quantize(TWO_PLACES, ROUND_HALF_UP)
 
 
 def form_value(indicator: Indicator, period: Period, submissions: list[dict], catalog: Catalog,
@@ -92,7 +89,7 @@ def _compute(indicator: Indicator, totals: dict[str, int | bool], result: FormVa
     if numerator > denominator and not indicator.numerator_may_exceed_denominator:
         result.missing.append(f"numerator {numerator} exceeds denominator {denominator} across submissions")
         return
-    result.value = _percent(numerator, denominator)
+    result.value = percent(numerator, denominator)
     result.status = "provisional"
 
 
@@ -105,11 +102,11 @@ def _survey(levels: dict[int, str], totals: dict[str, int | bool], population: i
         return
     satisfied = counts.get(1, 0) + counts.get(2, 0)
     result.numerator, result.denominator = satisfied, respondents
-    result.value = _percent(satisfied, respondents)
+    result.value = percent(satisfied, respondents)
     mean = Decimal(sum(level * n for level, n in counts.items())) / Decimal(respondents)
     result.details = {
         "mean_score": float(mean.quantize(TWO_PLACES, ROUND_HALF_UP)),
-        "value_as_written": float(_percent(satisfied, population)) if population else None,
+        "value_as_written": float(percent(satisfied, population)) if population else None,
     }
     result.status = "provisional"
 

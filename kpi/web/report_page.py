@@ -15,7 +15,8 @@ body{font-family:system-ui,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-wid
 h1{font-size:1.4rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:2px solid #0b5394}
 h3{font-size:1rem;color:#0b5394;margin:1.2rem 0 .4rem}
 table{border-collapse:collapse;width:100%;font-size:.92rem} th,td{padding:.35rem .5rem;border-bottom:1px solid #ddd;
-text-align:left;vertical-align:middle} th{background:#f3f6fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
+text-align:left;vertical-align:middle} th{background:#f3f6fa}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .badge{display:inline-block;padding:.05rem .45rem;border-radius:.6rem;font-size:.8rem;white-space:nowrap}
 .final{background:#d4edda;color:#155724}.provisional{background:#fff3cd;color:#7a5b00}
 .insufficient_data{background:#eceff1;color:#455a64}.muted{color:#6b7785}.spark{color:#0b5394}

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field(
         "citykpi-ingest", description="fixed client id: the broker keeps this session's unacknowledged messages")
     mqtt_topic_prefix: str = Field("devices", description="heartbeats arrive on PREFIX/{device_id}/heartbeat")
+    mqtt_shared_group: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]+$",
+        description="MQTT 5 shared subscription group: workers with the same group split one broker's messages")
     mqtt_receive_maximum: int = Field(
         1000, ge=1, le=65535, description="unacknowledged QoS 1 messages the broker may send us at once")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")

@@ -32,6 +32,7 @@ def build_mqtt_source(settings: Settings) -> MqttSource:
     return MqttSource(
         settings.mqtt_url, client_id=settings.mqtt_client_id, topic_prefix=settings.mqtt_topic_prefix,
         protocol=settings.mqtt_protocol, receive_maximum=settings.mqtt_receive_maximum,
+        shared_group=settings.mqtt_shared_group,
         username=settings.mqtt_username,
         password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
 

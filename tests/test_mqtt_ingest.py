@@ -86,3 +86,33 @@ def test_a_gateway_reports_for_several_cameras_in_one_message(database_url: str,
     _run_ingest(database_url, mqtt_broker, [("gateways/vms-1/heartbeats", body)])
     rows = db.execute("SELECT device_id, healthy FROM heartbeats ORDER BY device_id").fetchall()
     assert [(r["device_id"], r["healthy"]) for r in rows] == [("cam-0", True), ("cam-1", True), ("cam-2", False)]
+
+
+def test_two_workers_in_one_shared_group_split_the_stream_and_store_it_once(database_url: str, mqtt_broker,
+                                                                         db: psycopg.Connection) -> None:
+    if not mqtt_broker.supports_mqtt5:
+        import pytest
+
+        pytest.skip("shared subscriptions need an MQTT 5 broker (Mosquitto)")
+    group = f"g{uuid.uuid4().hex[:6]}"
+    workers = []
+    for n in range(2):
+        settings = _settings(database_url, mqtt_broker).model_copy(update={"mqtt_shared_group": group,
+                                                                            "mqtt_client_id": f"{group}-{n}"})
+        worker = MqttIngest(settings, database_url)
+        worker.start()
+        wait_for(worker.source.connected.is_set, what=f"worker {n} subscribed")
+        workers.append(worker)
+    now = datetime.now(UTC).replace(microsecond=0)
+    publisher = MqttPublisher(mqtt_broker.url, client_id=f"pub-{group}")
+    for n in range(400):
+        topic, body = _heartbeat(f"cam-{n % 20}", now - timedelta(seconds=n))
+        publisher.publish_raw(topic, body)
+    publisher.close()
+    wait_for(lambda: sum(w.worker.totals.messages for w in workers) >= 400, what="400 messages written")
+    for worker in workers:
+        worker.stop()
+    shares = [w.worker.totals.messages for w in workers]
+    stored = db.execute("SELECT count(*) AS n FROM heartbeats").fetchone()["n"]
+    assert sum(shares) == 400 and min(shares) > 0  # each worker took part, none took a message twice
+    assert stored == 400

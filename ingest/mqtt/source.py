@@ -49,8 +49,11 @@ class MqttSource:
 
     def __init__(self, url: str, *, client_id: str, topic_prefix: str = "devices",
                  gateway_prefix: str = "gateways", protocol: str = "5", receive_maximum: int = 1000,
-                 username: str | None = None, password: str | None = None,
+                 username: str | None = None, password: str | None = None, shared_group: str | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        if shared_group is not None and protocol != "5":
+            raise ValueError("CITYKPI_MQTT_SHARED_GROUP needs CITYKPI_MQTT_PROTOCOL=5: shared subscriptions are MQTT 5")
+        self.shared_group = shared_group
         self.address = parse_mqtt_url(url)
         self.topic_prefix = topic_prefix.rstrip("/")
         self.gateway_prefix = gateway_prefix.rstrip("/")
@@ -83,7 +86,9 @@ class MqttSource:
 
     @property
     def subscriptions(self) -> list[str]:
-        return [f"{self.topic_prefix}/+/heartbeat", f"{self.gateway_prefix}/+/heartbeats"]
+        topics = [f"{self.topic_prefix}/+/heartbeat", f"{self.gateway_prefix}/+/heartbeats"]
+        # Workers in one share group split the messages; the broker still delivers them on their own topics.
+        return [f"$share/{self.shared_group}/{t}" for t in topics] if self.shared_group else topics
 
     def start(self, deliver_to: "queue.Queue[Message]") -> None:
         self._queue = deliver_to

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from citykpi.settings import Settings
 from kpi.catalog import Catalog, UnknownIndicator, load_catalog
 from kpi.export import evidence_dicts
+from kpi.forms.routes import add_forms_routes
 from kpi.indicators import FormIndicator, latest_complete_month, sensor_value
 from kpi.live import LiveCoverageCollector, live_coverage
 from kpi.rollups import RollupZoneMismatch
@@ -186,6 +187,7 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
         return {**_value_body(value), "points": evidence_dicts(value)}
 
     add_page_routes(app, connection, settings, catalog, now)
+    add_forms_routes(app, database_url, connection, settings, catalog, now)
 
     @app.get("/v1/live", summary="Coverage now: a point is covered if a bound device of the kind sent a "
              "healthy heartbeat within 3 × its heartbeat interval")

@@ -21,9 +21,14 @@ NO = {"chưa", "chua", "no", "false", "0"}
 
 
 class SubmissionError(Exception):
-    def __init__(self, problems: list[str]) -> None:
+    """Every problem of a file; `agency_id` is who the file speaks for, when that much could be read, and
+    `refused` the problems that are about that agency's responsibility rather than about the figures."""
+
+    def __init__(self, problems: list[str], *, agency_id: str | None = None, refused: list[str] | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.agency_id = agency_id
+        self.refused = refused or []
 
 
 @dataclass
@@ -38,6 +43,7 @@ class Submission:
     agency_id: str
     reporting_unit: str
     indicators: dict[str, IndicatorSubmission] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -75,7 +81,8 @@ def parse_submission(path: Path, catalog: Catalog) -> Submission:
         raise SubmissionError(problems)
     submission = _check(str(path), header, cells, catalog, problems)
     if problems or submission is None:
-        raise SubmissionError(problems)
+        raise SubmissionError(problems, agency_id=submission.agency_id if submission else None,
+                              refused=submission.refused if submission else None)
     return submission
 
 
@@ -175,12 +182,14 @@ def _check(source: str, header: dict[str, tuple[str, str]], cells: list[_Cell], 
         except UnknownIndicator as exc:
             problems.append(f"{cell.where}: {exc}")
             continue
+        if not accepts(catalog, indicator.code, agency.id, period):
+            refusal = (f"{cell.where}: {agency.name_vi} does not report indicator {cell.code} "
+                       f"({indicator.name_vi}) for {period.label}")
+            problems.append(refusal)
+            submission.refused.append(refusal)
+            continue
         if indicator.kind != "form":
             problems.append(f"{cell.where}: indicator {cell.code} is measured by sensors, not submitted")
-            continue
-        if not accepts(catalog, indicator.code, agency.id, period):
-            problems.append(f"{cell.where}: {agency.name_vi} does not report indicator {cell.code} "
-                            f"({indicator.name_vi}) for {period.label}")
             continue
         value = _value(indicator, cell, problems)
         if value is not None:

@@ -12,13 +12,13 @@ import psycopg
 
 from citykpi.settings import Settings
 from kpi.catalog import Catalog, Indicator
+from kpi.export import neutralise
 from kpi.forms.periods import Period
 from kpi.forms.store import current_submissions
 from kpi.forms.values import form_value
 from kpi.indicators import sensor_value
 
 STATUS_VI = {"final": "chính thức", "provisional": "tạm tính", "insufficient_data": "chưa đủ dữ liệu"}
-CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -92,7 +92,7 @@ def _table(rows: list[ReportRow]) -> list[list[object]]:
     for row in rows:
         d = row.as_dict()
         d["missing"] = " | ".join(row.missing)
-        table.append([_safe_cell("" if d[c] is None else d[c]) for c in TABLE_COLUMNS])
+        table.append([neutralise("" if d[c] is None else d[c]) for c in TABLE_COLUMNS])
     return table
 
 
@@ -113,13 +113,6 @@ def render_xlsx(rows: list[ReportRow], catalog: Catalog, period: Period) -> byte
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
-
-
-def _safe_cell(value: object) -> object:
-    """A cell a spreadsheet would run as a formula is written as text (CSV injection)."""
-    if isinstance(value, str) and value.startswith(CSV_INJECTION_PREFIXES):
-        return "'" + value
-    return value
 
 
 def render(rows: list[ReportRow], catalog: Catalog, period: Period, fmt: str) -> str:

@@ -179,12 +179,18 @@ def test_the_report_has_every_indicator_grouped_by_layer_with_the_change(db: psy
     assert {r.status for r in rows if r.kind == "sensor"} == {"insufficient_data"}  # no registry here
 
 
-def test_csv_report_neutralises_formula_cells() -> None:
-    from kpi.report import _safe_cell
+def build_report_rows_with_source(source: str) -> list:
+    from kpi.report import ReportRow
 
-    assert _safe_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
-    assert _safe_cell("Sở Y tế") == "Sở Y tế"
-    assert _safe_cell(-12.5) == -12.5  # numbers stay numbers
+    return [ReportRow("A", "Nhóm", None, "1", "Chỉ số", "%", "form", Decimal("50.00"), "final", 1, 2, source,
+                      Decimal("62.50"), [])]
+
+
+def test_csv_report_neutralises_formula_cells() -> None:
+    rows = build_report_rows_with_source("=HYPERLINK(\"http://x\")")
+    text = render(rows, CATALOG, parse_period("2026"), "csv")
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text
+    assert ",-12.5," in text  # a negative change is a number, not a formula to neutralise
 
 
 def _fill_xlsx(template: bytes, values: dict[str, object], path: Path) -> Path:

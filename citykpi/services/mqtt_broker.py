@@ -12,6 +12,7 @@ from pathlib import Path
 
 from citykpi.services.errors import ServiceUnavailable
 from citykpi.services.ports import free_loopback_port, port_accepts, wait_until
+from citykpi.services.process import log_tail, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -116,21 +117,12 @@ class LocalMqttBroker:
                 f"{self.implementation} exited with {self._process.returncode}\n{self._log_tail()}")
         return port_accepts(self.port)
 
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+    def _log_tail(self) -> str:
+        return log_tail(self.log_path)
 
     def stop(self) -> None:
         """Stop the broker; Mosquitto saves its persistent sessions so `start()` resumes them."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process, sig=signal.SIGTERM, timeout_s=15)
         self._process = None
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ import psycopg
 
 from citykpi.services.errors import ServiceUnavailable
 from citykpi.services.ports import free_loopback_port, wait_until
+from citykpi.services.process import log_tail, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -133,21 +134,13 @@ class LocalPostgres:
         except psycopg.OperationalError:
             return False
 
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+    def _log_tail(self) -> str:
+        return log_tail(self.log_path)
 
     def stop(self) -> None:
         """Stop the server, keeping its data so that `start()` brings the same database back."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGINT)  # fast shutdown: abort sessions, no waiting on clients
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        # SIGINT is PostgreSQL's fast shutdown: abort sessions rather than wait for clients to leave.
+        stop_process(self._process, sig=signal.SIGINT, timeout_s=30)
         self._process = None
 
     def close(self) -> None:

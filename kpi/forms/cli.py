@@ -18,6 +18,20 @@ def _period(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _emit(command: str, made: str | bytes, out: str | None) -> int:
+    """Text to a file or standard output; a workbook only to a file (it is not for a terminal)."""
+    if isinstance(made, bytes):
+        if not out:
+            print(f"{command}: --format xlsx needs --out FILE.xlsx", file=sys.stderr)
+            return 2
+        Path(out).write_bytes(made)
+    elif out:
+        Path(out).write_text(made, encoding="utf-8")
+    else:
+        sys.stdout.write(made)
+    return 0
+
+
 def _template(args: argparse.Namespace) -> int:
     from kpi.catalog import load_catalog
     from kpi.forms.agencies import find_agency, in_force_for
@@ -38,18 +52,8 @@ def _template(args: argparse.Namespace) -> int:
     if not indicators_for(catalog, current[0].id, args.period):
         print(f"{current[0].name_vi} reports no form indicator for {args.period.label}", file=sys.stderr)
         return 1
-    if args.format == "xlsx":
-        if not args.out:
-            print("citykpi forms template: --format xlsx needs --out FILE.xlsx", file=sys.stderr)
-            return 2
-        Path(args.out).write_bytes(xlsx_template(catalog, current[0].id, args.period))
-        return 0
-    text = (json_template if args.format == "json" else csv_template)(catalog, current[0].id, args.period)
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-    return 0
+    make = {"xlsx": xlsx_template, "json": json_template, "csv": csv_template}[args.format]
+    return _emit("citykpi forms template", make(catalog, current[0].id, args.period), args.out)
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -109,18 +113,9 @@ def _report(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.catalog)
     with connect(settings.require_database_url()) as conn:
         rows = build_report(conn, catalog, args.period, settings=settings)
-    if args.format == "xlsx":
-        if not args.out:
-            print("citykpi report: --format xlsx needs --out FILE.xlsx", file=sys.stderr)
-            return 2
-        Path(args.out).write_bytes(render_xlsx(rows, catalog, args.period))
-        return 0
-    text = render(rows, catalog, args.period, args.format)
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-    return 0
+    made = render_xlsx(rows, catalog, args.period) if args.format == "xlsx" else render(
+        rows, catalog, args.period, args.format)
+    return _emit("citykpi report", made, args.out)
 
 
 def _tokens(args: argparse.Namespace) -> int:

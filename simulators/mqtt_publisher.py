@@ -1,6 +1,7 @@
 """Publishes heartbeats to an MQTT broker, QoS 1, as devices do: one topic per device."""
 
 import json
+import threading
 from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
@@ -13,7 +14,8 @@ class MqttPublisher:
     """One connection publishing for many devices (a load generator, not a device)."""
 
     def __init__(self, url: str, *, client_id: str = "citykpi-simulator", topic_prefix: str = "devices",
-                 max_inflight: int = 100, username: str | None = None, password: str | None = None) -> None:
+                 max_inflight: int = 100, max_pending: int = 10000, username: str | None = None,
+                 password: str | None = None) -> None:
         address = parse_mqtt_url(url)
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
         if username:
@@ -22,17 +24,36 @@ class MqttPublisher:
             self._client.tls_set()
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
+        # Unacknowledged messages are bounded here: past 65 535 of them paho's 16-bit message ids collide
+        # and publish() fails, and a slow broker should slow the generator down, not fill its memory.
+        self._max_pending = max_pending
+        self._pending = 0
+        self._acknowledged = threading.Condition()
+        self._client.on_publish = self._on_publish
         self._client.connect(address.host, address.port, keepalive=30)
         self._client.loop_start()
         self.topic_prefix = topic_prefix
-        self._last: mqtt.MQTTMessageInfo | None = None
 
     def publish_heartbeat(self, payload: dict) -> None:
         self.publish_raw(f"{self.topic_prefix}/{payload['device_id']}/heartbeat",
                          json.dumps(payload, ensure_ascii=False).encode())
 
     def publish_raw(self, topic: str, body: bytes) -> None:
-        self._last = self._client.publish(topic, body, qos=1)
+        with self._acknowledged:
+            while self._pending >= self._max_pending:
+                self._acknowledged.wait()
+            self._pending += 1
+        info = self._client.publish(topic, body, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+            with self._acknowledged:
+                self._pending -= 1
+            raise RuntimeError(f"MQTT publish to {topic} failed: {mqtt.error_string(info.rc)}")
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: object, _mid: int, _reason: object,
+                    _properties: object) -> None:
+        with self._acknowledged:
+            self._pending -= 1
+            self._acknowledged.notify_all()
 
     def publish_all(self, payloads: Iterable[dict], on_each: Callable[[], None] | None = None) -> int:
         count = 0
@@ -45,8 +66,9 @@ class MqttPublisher:
 
     def flush(self, timeout_s: float = 120) -> None:
         """Return once the broker has acknowledged everything published so far."""
-        if self._last is not None:
-            self._last.wait_for_publish(timeout_s)
+        with self._acknowledged:
+            if not self._acknowledged.wait_for(lambda: self._pending == 0, timeout_s):
+                raise TimeoutError(f"{self._pending} messages still unacknowledged after {timeout_s:.0f} s")
 
     def close(self) -> None:
         self.flush()

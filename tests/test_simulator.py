@@ -127,3 +127,12 @@ def test_the_simulator_produces_to_kafka_keyed_by_device(kafka_bootstrap: str) -
     keys = asyncio.run(read_back())
     assert report.messages == 3 * 12
     assert sorted(set(keys)) == [b"cam-0", b"cam-1", b"cam-2"]
+
+
+def test_the_publisher_outlasts_paho_message_ids(mqtt_broker) -> None:
+    """More messages than 16-bit message ids: without a bound on unacknowledged ones, paho refuses them."""
+    publisher = MqttTransport(mqtt_broker.url, client_id=f"ids-{uuid.uuid4().hex[:6]}")._publisher
+    for n in range(70_000):
+        publisher.publish_raw("devices/nobody-listens/heartbeat", b"{}")
+    publisher.close()
+    assert publisher._pending == 0

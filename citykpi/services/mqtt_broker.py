@@ -18,12 +18,15 @@ log = logging.getLogger(__name__)
 
 # Mosquitto's default of 20 unacknowledged QoS 1 messages per client would make every database commit
 # wait on 20 messages; our ingest acknowledges after commit, so it needs a deeper window.
+# Autosave rewrites the whole in-memory store on the broker's only thread: every second, with a backlog of
+# a million messages (~760 MB), it starved keep-alives and ingest reconnected in a loop. A clean stop saves
+# anyway, which is what the restart tests rely on.
 MOSQUITTO_CONF = """\
 listener {port} 127.0.0.1
 allow_anonymous true
 persistence true
 persistence_location {workdir}/
-autosave_interval 1
+autosave_interval 60
 max_inflight_messages {max_inflight}
 max_queued_messages 0
 max_packet_size 1048576

@@ -9,10 +9,12 @@ from enum import StrEnum
 MONITOR_MEASUREMENTS = {
     "air_monitor": {"pm2_5": (5, 80), "pm10": (10, 150), "no2": (5, 80), "so2": (2, 40), "co": (200, 3000),
                     "o3": (10, 120)},
+    # Rivers and lakes: DO in mg/L, COD/BOD5/TSS/NH4+ in mg/L, flow in m³/s.
     "water_monitor": {"ph": (6.0, 8.5), "do": (3.0, 9.0), "cod": (5, 40), "bod5": (2, 20), "tss": (5, 80),
-                      "nh4": (0.05, 1.5), "temperature": (22, 33)},
-    "wastewater_station": {"ph": (5.5, 9.0), "cod": (20, 150), "bod5": (10, 60), "tss": (10, 120),
-                           "nh4": (1, 15), "temperature": (25, 38), "flow": (50, 900)},
+                      "nh4": (0.05, 1.5), "temperature": (22, 33), "flow": (0.5, 120)},
+    # Treatment plant outlets: lower DO, higher loads, flow in m³/h.
+    "wastewater_station": {"ph": (5.5, 9.0), "do": (0.5, 6.0), "cod": (20, 150), "bod5": (10, 60),
+                           "tss": (10, 120), "nh4": (1, 15), "temperature": (25, 38), "flow": (50, 900)},
 }
 CHECK_FOR_KIND = {"cctv": "stream_ok", "bus_display": "realtime_ok", "wifi_ap": "uplink_ok"}
 

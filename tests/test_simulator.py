@@ -132,7 +132,16 @@ def test_the_simulator_produces_to_kafka_keyed_by_device(kafka_bootstrap: str) -
 def test_the_publisher_outlasts_paho_message_ids(mqtt_broker) -> None:
     """More messages than 16-bit message ids: without a bound on unacknowledged ones, paho refuses them."""
     publisher = MqttTransport(mqtt_broker.url, client_id=f"ids-{uuid.uuid4().hex[:6]}")._publisher
-    for n in range(70_000):
+    for _ in range(70_000):
         publisher.publish_raw("devices/nobody-listens/heartbeat", b"{}")
     publisher.close()
     assert publisher._pending == 0
+
+
+def test_monitors_report_the_measurements_their_kind_collects() -> None:
+    stations = [("w-1", "water_monitor", 600), ("ww-1", "wastewater_station", 600), ("a-1", "air_monitor", 600)]
+    fleet = build_fleet(stations, FaultShares.none(), START, END, seed=1)
+    first = {m.key: set(json.loads(m.body)["measurements"]) for m in fleet_messages(fleet, START, END, seed=1)}
+    assert first["a-1"] == {"pm2_5", "pm10", "no2", "so2", "co", "o3"}
+    for station in ("w-1", "ww-1"):
+        assert first[station] == {"ph", "do", "cod", "bod5", "tss", "nh4", "temperature", "flow"}

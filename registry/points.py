@@ -70,9 +70,6 @@ def parse_points(path: Path, zone: ZoneInfo, *, bounds: Bounds = VIETNAM_BOX) ->
     return points
 
 
-# The name callers used before GeoJSON; the suffix, not the function, decides the format.
-parse_points_csv = parse_points
-
 
 def _check_row(number: int, row: dict[str, str], problems: Problems, zone: ZoneInfo,
                bounds: Bounds) -> KeyPoint | None:

@@ -4,6 +4,8 @@ from datetime import datetime
 
 import psycopg
 
+from registry.tree import descendants
+
 # DESIGN: heartbeats from devices not in the registry "are stored, cover nothing, and are ... listed for
 # operators so that they can be registered".
 _UNKNOWN_DEVICES = """
@@ -23,22 +25,13 @@ WHERE %(category)s = ANY (categories) AND valid_from < %(to)s AND (valid_to IS N
 ORDER BY point_id, valid_from DESC
 """
 
-# Points in force at one instant, optionally of one category and under one unit (itself or a descendant in
-# the tree in force at that same instant).
+# Point versions in force at one instant, optionally of one category and among some units.
 _IN_FORCE_AT = """
-WITH RECURSIVE units_in_force AS (
-    SELECT code, parent_code FROM admin_units
-    WHERE valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)
-), tree AS (
-    SELECT code FROM units_in_force WHERE code = %(root)s
-    UNION
-    SELECT u.code FROM units_in_force u JOIN tree t ON u.parent_code = t.code
-)
 SELECT point_id, name, categories, admin_unit, lat, lon, valid_from, valid_to
 FROM key_points
 WHERE valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)
   AND (%(category)s::text IS NULL OR %(category)s = ANY (categories))
-  AND (%(root)s::text IS NULL OR admin_unit IN (SELECT code FROM tree))
+  AND (%(units)s::text[] IS NULL OR admin_unit = ANY (%(units)s::text[]))
 ORDER BY point_id
 """
 
@@ -57,7 +50,8 @@ def points_in_force(conn: psycopg.Connection, category: str, start: datetime, en
 def points_at(conn: psycopg.Connection, at: datetime, *, category: str | None = None,
               admin_unit: str | None = None) -> list[dict]:
     """Point versions in force at `at`; with `admin_unit`, only those under it in the tree in force at `at`."""
-    return conn.execute(_IN_FORCE_AT, {"at": at, "category": category, "root": admin_unit}).fetchall()
+    units = descendants(conn, admin_unit, at) if admin_unit is not None else None
+    return conn.execute(_IN_FORCE_AT, {"at": at, "category": category, "units": units}).fetchall()
 
 
 # Point versions that outlive the unit version they began in: after a reform these still name an

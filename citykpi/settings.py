@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     metrics_host: str = Field("0.0.0.0", description="address of the /metrics, /healthz, /readyz endpoint")
     metrics_port: int = Field(
         9464, ge=0, le=65535, description="port of /metrics, /healthz and /readyz; 0 turns them off")
+    point_rollup_refresh_s: float = Field(
+        60.0, ge=0, description="`citykpi serve` refreshes the point rollups this often (0: never; then run "
+        "`citykpi kpi refresh`); until then readers compute stale days per device, exact but slower")
     api_max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="largest request body the API accepts")
     heartbeat_interval_s: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_HEARTBEAT_INTERVAL_S),

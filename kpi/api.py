@@ -25,6 +25,7 @@ from kpi.export import evidence_dicts
 from kpi.forms.routes import add_forms_routes
 from kpi.indicators import FormIndicator, latest_complete_month, sensor_value
 from kpi.live import LiveCoverageCollector, live_coverage
+from kpi.point_rollups import PointRollupRefresher
 from kpi.rollups import RollupZoneMismatch
 from kpi.units import UnknownAdminUnit
 from kpi.web.routes import add_page_routes
@@ -105,12 +106,19 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
         with pool.connection() as conn:
             yield conn
 
+    refresher = (PointRollupRefresher(database_url, catalog, settings.point_rollup_refresh_s)
+                 if settings.point_rollup_refresh_s > 0 else None)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         pool.open()
+        if refresher:
+            refresher.start()
         try:
             yield
         finally:
+            if refresher:
+                refresher.stop()
             pool.close()
 
     app = FastAPI(title="citykpi", version="1", lifespan=lifespan,
@@ -119,6 +127,8 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
     app.state.pool = pool
     registry = CollectorRegistry()
     registry.register(LiveCoverageCollector(connection, settings, catalog=catalog, clock=now))
+    if refresher:
+        registry.register(refresher)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -138,7 +148,7 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, "not_found" if exc.status_code == 404 else "http_error", str(exc.detail))
 
-    def value_of(code: str, date_from: date, date_to: date, admin_unit: str | None):
+    def value_of(code: str, date_from: date, date_to: date, admin_unit: str | None, devices: bool = False):
         if date_to <= date_from:
             raise ApiError(400, "bad_parameter", f"to ({date_to}) must be after from ({date_from})", "to")
         if date_to - date_from > MAX_PERIOD:
@@ -146,7 +156,7 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
         try:
             with connection() as conn:
                 return sensor_value(conn, code, date_from, date_to, settings=settings, catalog=catalog, now=now(),
-                                    admin_unit=admin_unit)
+                                    admin_unit=admin_unit, devices=devices)
         except UnknownIndicator as exc:
             raise ApiError(404, "unknown_indicator", str(exc), "code") from None
         except FormIndicator as exc:
@@ -183,7 +193,7 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
              summary="Every key point in the denominator: availability, covered, devices and their up-hours")
     def get_evidence(code: str = code_path, date_from: date = from_query, to: date = to_query,
                      admin_unit: str | None = unit_query) -> dict:
-        value = value_of(code, date_from, to, admin_unit)
+        value = value_of(code, date_from, to, admin_unit, devices=True)
         return {**_value_body(value), "points": evidence_dicts(value)}
 
     add_page_routes(app, connection, settings, catalog, now)

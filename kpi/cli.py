@@ -48,7 +48,7 @@ def _evidence(args: argparse.Namespace) -> int:
 
     with _reading("evidence") as (conn, settings):
         value = sensor_value(conn, args.code, args.date_from, args.date_to, settings=settings,
-                             admin_unit=args.admin_unit)
+                             admin_unit=args.admin_unit, devices=True)
     rows = evidence_dicts(value)
     if args.format == "csv":
         write_csv(rows, EVIDENCE_COLUMNS, sys.stdout)
@@ -97,6 +97,30 @@ def _storage_policies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refresh(args: argparse.Namespace) -> int:
+    from citykpi.db import connect
+    from citykpi.progress import Progress
+    from kpi.catalog import load_catalog
+    from kpi.point_rollups import refresh
+
+    settings = load_settings()
+    shown: list[Progress] = []
+
+    def advance(done: int, total: int) -> None:
+        if not shown:
+            shown.append(Progress("tổng hợp theo điểm (ngày)", total))
+        shown[0].set(done)
+
+    with connect(settings.require_database_url(), autocommit=True) as conn:
+        result = refresh(conn, load_catalog(), progress=advance)
+    if shown:
+        shown[0].finish()
+    if result.skipped_busy:
+        print("citykpi kpi refresh: another refresher is running; nothing more done here", file=sys.stderr)
+    print(f"{result.days} days, {result.months} months, {result.point_days} point-days refreshed")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -139,6 +163,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     policies = kpi.add_parser("storage-policies", help="TimescaleDB: apply refresh, compression and retention "
                               "policies from the settings (CITYKPI_LATENESS_WINDOW, _RAW_RETENTION, _COMPRESS_AFTER)")
     policies.set_defaults(func=_storage_policies)
+
+    refresh = kpi.add_parser("refresh", help="recompute the point rollups of every stale day now (`citykpi "
+                             "serve` does it every CITYKPI_POINT_ROLLUP_REFRESH_S)")
+    refresh.set_defaults(func=_refresh)
 
     serve = commands.add_parser("serve", help="the read-only KPI HTTP API (OpenAPI at /docs) and /metrics")
     serve.add_argument("--host", default="127.0.0.1")

@@ -11,6 +11,7 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import sql
 
 from kpi.rollups import check_rollup_zone
 
@@ -22,7 +23,7 @@ from kpi.rollups import check_rollup_zone
 # inside an interval. Buckets of the period are %(start)s + k hours before %(end)s (its ends are local
 # midnights, or the last bucket ended by now): exact for zones whose offset changes by whole hours.
 # Each CTE quotes the sentence of DESIGN.md ("What a coverage number means") it implements.
-_EVIDENCE = """
+_POINTS = """
 WITH versions AS (
     -- Each version of a point of the category, clipped to the period.
     SELECT point_id, name, admin_unit, valid_from,
@@ -49,7 +50,10 @@ in_force AS (
                AS buckets_in_force
     FROM spans
     GROUP BY point_id
-),
+)
+"""
+
+_BOUND = """,
 bound AS MATERIALIZED (
     -- (Materialized: seen through, the devices join adds a second, redundant condition on the daily
     -- rollup's key, and each binding's range scan becomes a slower BitmapAnd.)
@@ -61,7 +65,10 @@ bound AS MATERIALIZED (
     JOIN devices d ON d.device_id = bd.device_id AND d.kind = %(kind)s
     JOIN spans sp ON sp.point_id = bd.point_id AND bd.valid_from < sp.e
                  AND (bd.valid_to IS NULL OR bd.valid_to > sp.s)
-),
+)
+"""
+
+_EVIDENCE = sql.Composed([sql.SQL(_POINTS), sql.SQL(_BOUND), sql.SQL(""",
 device_days AS (
     -- "A device is up in a bucket if it sent at least one healthy heartbeat in it" (its bit of up_mask),
     -- kept for the buckets starting inside the cut binding. One index range per binding; the day before
@@ -97,7 +104,61 @@ LEFT JOIN device_hours dh ON dh.point_id = f.point_id
 WHERE f.buckets_in_force > 0
 GROUP BY f.point_id, l.name, l.admin_unit, f.buckets_in_force, pu.buckets_up
 ORDER BY f.point_id
+""")])
+
+# The same answer without each device's hours, from the point rollups (kpi/migrations/030_point_rollups.sql)
+# where they are fresh: whole months from point_monthly, other days from point_daily, and the days marked
+# stale (and a last day cut by "now") from heartbeats_daily exactly as _EVIDENCE computes every day.
+_LIVE = """,
+live AS (
+    SELECT point_id, sum(bit_count(up::bit(64)))::int AS buckets_up
+    FROM (SELECT b.point_id, h.day, bit_or(h.up_mask & kpi_hour_mask(h.day, b.s, b.e)) AS up
+          FROM bound b
+          JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day = ANY (%(live_days)s)
+                                 AND h.day > b.s - interval '25 hours' AND h.day < b.e
+          GROUP BY 1, 2) per_day
+    GROUP BY point_id
+)
 """
+
+_ROLLED = """,
+rolled AS (
+    SELECT point_id, up_hours FROM point_monthly
+    WHERE category = %(category)s AND kind = %(kind)s AND month = ANY (%(months)s)
+    UNION ALL
+    SELECT point_id, up_hours FROM point_daily
+    WHERE category = %(category)s AND kind = %(kind)s AND day = ANY (%(days)s)
+)
+"""
+
+_PARTS_WITH_LIVE = """,
+parts AS (SELECT point_id, buckets_up FROM live UNION ALL SELECT point_id, up_hours FROM rolled)
+"""
+
+# Without live days (a closed period whose days are all fresh) the bindings are not even read.
+_PARTS_ROLLED = """,
+parts AS (SELECT point_id, up_hours AS buckets_up FROM rolled)
+"""
+
+_AVAILABILITY_TAIL = """,
+point_up AS (
+    SELECT point_id, sum(buckets_up)::int AS buckets_up FROM parts GROUP BY point_id
+),
+latest AS (
+    SELECT DISTINCT ON (point_id) point_id, name, admin_unit FROM versions ORDER BY point_id, valid_from DESC
+)
+SELECT f.point_id, l.name, l.admin_unit, f.buckets_in_force, coalesce(pu.buckets_up, 0) AS buckets_up,
+       '{}'::jsonb AS device_up_hours
+FROM in_force f
+JOIN latest l ON l.point_id = f.point_id
+LEFT JOIN point_up pu ON pu.point_id = f.point_id
+WHERE f.buckets_in_force > 0
+ORDER BY f.point_id
+"""
+
+_AVAILABILITY = sql.Composed([sql.SQL(q) for q in (_POINTS, _BOUND, _LIVE, _ROLLED, _PARTS_WITH_LIVE,
+                                                   _AVAILABILITY_TAIL)])
+_AVAILABILITY_ROLLED = sql.Composed([sql.SQL(q) for q in (_POINTS, _ROLLED, _PARTS_ROLLED, _AVAILABILITY_TAIL)])
 
 
 @dataclass(frozen=True)
@@ -178,15 +239,64 @@ def value_status(denominator: int, period_end: datetime, now: datetime, lateness
     return "final" if now >= period_end + lateness_window else "provisional"
 
 
+@dataclass(frozen=True)
+class RollupPlan:
+    """Where each day of a period is read from: whole fresh months, other fresh days, days computed live."""
+
+    months: list[datetime]
+    days: list[datetime]
+    live_days: list[datetime]
+
+
+def rollup_plan(conn: psycopg.Connection, start: datetime, end: datetime, zone: ZoneInfo) -> RollupPlan:
+    """Split [start, end) — a local midnight to a local midnight or a bucket end — by freshness.
+
+    A day marked stale, or cut short by `end`, is computed live; a calendar month whose days are all in
+    the period and fresh comes from point_monthly; any other day from point_daily.
+    """
+    first = start.astimezone(zone).date()
+    end_local = end.astimezone(zone)
+    whole_days_end = end_local.date()
+    days = [local_midnight(first + timedelta(days=k), zone) for k in range((whole_days_end - first).days)]
+    stale = {r["day"] for r in conn.execute(
+        "SELECT day FROM point_rollup_stale WHERE day >= %s AND day < %s", (start, end))}
+    live = [d for d in days if d in stale]
+    if end_local.time() != time(0):
+        live.append(local_midnight(whole_days_end, zone))
+    fresh = [d for d in days if d not in stale]
+    by_month: dict[date, list[datetime]] = {}
+    for d in fresh:
+        by_month.setdefault(d.date().replace(day=1), []).append(d)
+    months, other_days = [], []
+    for month, month_days in by_month.items():
+        next_month = (month + timedelta(days=32)).replace(day=1)
+        if len(month_days) == (next_month - month).days:
+            months.append(local_midnight(month, zone))
+        else:
+            other_days.extend(month_days)
+    return RollupPlan(months, other_days, live)
+
+
 def point_evidence(conn: psycopg.Connection, *, category: str, device_kind: str, theta: Decimal, start: datetime,
-                   end: datetime) -> list[PointEvidence]:
+                   end: datetime, zone: ZoneInfo, devices: bool = False) -> list[PointEvidence]:
     """Every key point of `category` in force in a bucket of [start, end), with its availability.
 
     `start` is a local midnight; `end` the end of a bucket (a local midnight, or "now" cut to the hour).
+    With `devices`, each point also lists its devices' up hours, computed from heartbeats_daily over the
+    whole period; without, fresh days come from the point rollups, which a year of 50 000 points needs.
     """
     if end <= start:
         return []
-    rows = conn.execute(_EVIDENCE, {"start": start, "end": end, "category": category, "kind": device_kind})
+    params = {"start": start, "end": end, "category": category, "kind": device_kind}
+    if devices:
+        rows = conn.execute(_EVIDENCE, params).fetchall()
+    elif conn.autocommit:
+        # One snapshot for the staleness marks and the rollups they vouch for.
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            rows = _availability(conn, params, start, end, zone)
+    else:
+        rows = _availability(conn, params, start, end, zone)
     threshold = Fraction(theta)
     return [
         PointEvidence(r["point_id"], r["name"], r["admin_unit"], r["buckets_in_force"], r["buckets_up"],
@@ -195,6 +305,13 @@ def point_evidence(conn: psycopg.Connection, *, category: str, device_kind: str,
                       Fraction(r["buckets_up"], r["buckets_in_force"]) >= threshold)
         for r in rows
     ]
+
+
+def _availability(conn: psycopg.Connection, params: dict, start: datetime, end: datetime, zone: ZoneInfo) -> list:
+    plan = rollup_plan(conn, start, end, zone)
+    query = _AVAILABILITY if plan.live_days else _AVAILABILITY_ROLLED
+    return conn.execute(query, {**params, "months": plan.months, "days": plan.days,
+                                        "live_days": plan.live_days}).fetchall()
 
 
 def summarise(*, code: str, name_vi: str, unit: str, theta: Decimal, period_from: date, period_to: date,
@@ -211,7 +328,7 @@ def summarise(*, code: str, name_vi: str, unit: str, theta: Decimal, period_from
 
 def coverage(conn: psycopg.Connection, *, code: str, name_vi: str, unit: str, category: str, device_kind: str,
              theta: Decimal, period_from: date, period_to: date, zone: ZoneInfo, now: datetime,
-             lateness_window: timedelta, admin_unit: str | None = None) -> CoverageValue:
+             lateness_window: timedelta, admin_unit: str | None = None, devices: bool = False) -> CoverageValue:
     """Indicator value over the half-open local-date period [period_from, period_to), optionally for one
     administrative unit and its descendants.
 
@@ -227,7 +344,7 @@ def coverage(conn: psycopg.Connection, *, code: str, name_vi: str, unit: str, ca
     check_rollup_zone(conn, zone.key)
     start, end = local_midnight(period_from, zone), local_midnight(period_to, zone)
     evidence = point_evidence(conn, category=category, device_kind=device_kind, theta=theta, start=start,
-                              end=completed_end(start, end, now))
+                              end=completed_end(start, end, now), zone=zone, devices=devices)
     if admin_unit is not None:
         # "in the unit tree in force in the last bucket of P"
         tree = unit_tree(conn, end - timedelta(hours=1))

@@ -26,8 +26,10 @@ def sensor_indicator(catalog: Catalog, code: str) -> Indicator:
 
 def sensor_value(conn: psycopg.Connection, code: str, period_from: date, period_to: date, *, settings: Settings,
                  catalog: Catalog | None = None, now: datetime | None = None,
-                 admin_unit: str | None = None) -> CoverageValue:
+                 admin_unit: str | None = None, devices: bool = False) -> CoverageValue:
     """One sensor indicator over [period_from, period_to), for the province or one unit and its descendants.
+
+    `devices` adds each point's devices and their up hours to the evidence (slower: read per device-day).
 
     Raises UnknownIndicator, FormIndicator or ValueError (empty period), UnknownAdminUnit.
     """
@@ -36,7 +38,7 @@ def sensor_value(conn: psycopg.Connection, code: str, period_from: date, period_
                     category=indicator.sensor.category, device_kind=indicator.sensor.device_kind,
                     theta=indicator.sensor.theta, period_from=period_from, period_to=period_to,
                     zone=settings.zone, now=now or datetime.now(UTC), lateness_window=settings.lateness_window,
-                    admin_unit=admin_unit)
+                    admin_unit=admin_unit, devices=devices)
 
 
 def all_sensor_values(conn: psycopg.Connection, period_from: date, period_to: date, *, settings: Settings,
@@ -78,7 +80,7 @@ def period_report(conn: psycopg.Connection, period_from: date, period_to: date, 
     for indicator in catalog.sensor_indicators():
         spec = indicator.sensor
         evidence = point_evidence(conn, category=spec.category, device_kind=spec.device_kind, theta=spec.theta,
-                                  start=start, end=completed_end(start, end, now))
+                                  start=start, end=completed_end(start, end, now), zone=settings.zone)
         common = dict(code=indicator.code, name_vi=indicator.name_vi, unit=indicator.unit, theta=spec.theta,
                       period_from=period_from, period_to=period_to, period_end=end, now=now,
                       lateness_window=settings.lateness_window)

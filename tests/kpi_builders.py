@@ -52,3 +52,35 @@ def beats(db: psycopg.Connection, device_id: str, times: list[datetime], *, heal
         " SELECT %s, ts, %s, %s, %s, 'test', ts FROM unnest(%s::timestamptz[]) AS ts"
         " ON CONFLICT (device_id, ts) DO NOTHING",
         (device_id, kind, healthy, "ok" if healthy else "fault", times))
+
+
+def _summary(value) -> tuple:
+    return (value.numerator, value.denominator, value.value, value.status,
+            [(e.point_id, e.admin_unit, e.buckets_up, e.buckets_in_force, e.covered) for e in value.evidence])
+
+
+def value_every_way(db: psycopg.Connection, code: str, period_from: date, period_to: date, *, now: datetime,
+                    admin_unit: str | None = None, settings=None):
+    """The indicator computed per device-day (with devices), from stale point rollups (computed live),
+    and from refreshed point rollups: all three must agree. Returns the first, which lists devices."""
+    from citykpi.settings import Settings
+    from kpi.catalog import load_catalog
+    from kpi.indicators import sensor_value
+    from kpi.point_rollups import refresh
+
+    settings = settings or Settings()
+    db.commit()
+
+    def read(devices: bool):
+        return sensor_value(db, code, period_from, period_to, settings=settings, now=now, admin_unit=admin_unit,
+                            devices=devices)
+
+    full = read(True)
+    from_stale = read(False)
+    refresh(db, load_catalog())
+    db.commit()
+    assert db.execute("SELECT count(*) AS n FROM point_rollup_stale").fetchone()["n"] == 0
+    from_rollups = read(False)
+    assert _summary(from_stale) == _summary(full), "stale days computed live disagree with the full query"
+    assert _summary(from_rollups) == _summary(full), "point rollups disagree with the full query"
+    return full

@@ -9,8 +9,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from citykpi.settings import Settings
-from kpi.indicators import sensor_value
+from tests.kpi_builders import value_every_way
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 DAY = date(2026, 11, 1)
@@ -49,8 +48,7 @@ def _hours(*hours: int, day: date = DAY) -> list[datetime]:
 
 
 def _value(db: psycopg.Connection, period_from: date, period_to: date, now: datetime = LONG_AFTER):
-    db.commit()
-    return sensor_value(db, "17", period_from, period_to, settings=Settings(), now=now)
+    return value_every_way(db, "17", period_from, period_to, now=now)
 
 
 def _build_day(db: psycopg.Connection) -> None:

@@ -10,9 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 import pytest
 
-from citykpi.settings import Settings
-from kpi.indicators import sensor_value
-from tests.kpi_builders import ZONE, beats, device, local, point
+from tests.kpi_builders import ZONE, beats, device, local, point, value_every_way
 
 DAY = date(2026, 11, 1)
 DAYS = 3
@@ -74,8 +72,7 @@ def test_rollup_evidence_equals_the_rules_applied_to_raw_heartbeats(db: psycopg.
         beats(db, f"dev-{d}", [t for t in times if t not in good], healthy=False, kind=kind)
     db.commit()
 
-    value = sensor_value(db, "17", DAY, DAY + timedelta(days=DAYS), settings=Settings(),
-                         now=datetime(2026, 12, 1, tzinfo=UTC))
+    value = value_every_way(db, "17", DAY, DAY + timedelta(days=DAYS), now=datetime(2026, 12, 1, tzinfo=UTC))
     computed = {e.point_id: (e.buckets_up, e.buckets_in_force, e.device_up_hours) for e in value.evidence}
     assert computed == _reference(db, "security_point", "cctv")
     assert ZONE.key == "Asia/Ho_Chi_Minh"  # whole-hour offset: local hours start on UTC hours

@@ -14,7 +14,7 @@ from citykpi.settings import Settings
 from kpi.catalog import load_catalog
 from kpi.indicators import sensor_value
 from kpi.units import UnknownAdminUnit
-from tests.kpi_builders import beats, device, every_hour, hours, local, point, unit
+from tests.kpi_builders import beats, device, every_hour, hours, local, point, unit, value_every_way
 
 DAY = date(2026, 11, 1)
 LONG_AFTER = datetime(2026, 12, 1, tzinfo=UTC)
@@ -22,9 +22,7 @@ LONG_AFTER = datetime(2026, 12, 1, tzinfo=UTC)
 
 def _value(db: psycopg.Connection, days: int = 1, *, code: str = "17", admin_unit: str | None = None,
            first: date = DAY):
-    db.commit()
-    return sensor_value(db, code, first, first + timedelta(days=days), settings=Settings(), now=LONG_AFTER,
-                        admin_unit=admin_unit)
+    return value_every_way(db, code, first, first + timedelta(days=days), now=LONG_AFTER, admin_unit=admin_unit)
 
 
 def _by_point(value) -> dict[str, tuple]:

@@ -15,7 +15,7 @@ from ingest.sink.writer import HeartbeatSink
 from kpi.indicators import sensor_value
 from kpi.rollups import RollupZoneMismatch, apply_storage_policies
 from tests.helpers import wait_for
-from tests.kpi_builders import ZONE, beats, device, hours, local, point
+from tests.kpi_builders import ZONE, beats, device, hours, local, point, value_every_way
 
 DAY = date(2026, 11, 1)
 LONG_AFTER = datetime(2026, 12, 1, tzinfo=UTC)
@@ -88,8 +88,7 @@ def test_a_heartbeat_two_days_late_through_the_sink_changes_its_hour_its_day_and
     point(db, "SEC-A", ["security_point"])
     device(db, "cam-a", "SEC-A")
     beats(db, "cam-a", hours(DAY, *range(21)))                  # 21/24 = 0.875: not covered
-    db.commit()
-    closed = sensor_value(db, "17", DAY, DAY + timedelta(days=1), settings=Settings(), now=LONG_AFTER)
+    closed = value_every_way(db, "17", DAY, DAY + timedelta(days=1), now=LONG_AFTER)  # leaves the rollups fresh
     assert (closed.numerator, closed.denominator) == (0, 1)
 
     received = local(DAY + timedelta(days=2), 23)               # the day closed two days earlier
@@ -102,8 +101,10 @@ def test_a_heartbeat_two_days_late_through_the_sink_changes_its_hour_its_day_and
 
     db.rollback()
     assert _daily(db, "cam-a") == [("2026-11-01 00:00", 23, 23, 23)]  # 23/24 = 0.958
+    # The sink's write marked the day stale: the point rollup's 21 hours are not read any more.
     reopened = sensor_value(db, "17", DAY, DAY + timedelta(days=1), settings=Settings(), now=LONG_AFTER)
     assert (reopened.numerator, reopened.denominator, reopened.evidence[0].buckets_up) == (1, 1, 23)
+    assert value_every_way(db, "17", DAY, DAY + timedelta(days=1), now=LONG_AFTER).numerator == 1
 
 
 def test_kpis_still_compute_after_raw_heartbeats_are_dropped(db: psycopg.Connection) -> None:
@@ -141,8 +142,11 @@ def test_migration_rolls_up_heartbeats_stored_before_it(empty_database_url: str,
         migrate(conn)
         beats(conn, "cam-1", hours(DAY, 3, 4) + [local(DAY, 4, 45)])
         monkeypatch.undo()
-        assert [(m.package, m.name) for m in migrate(conn) if "rollups" in m.name] == [("kpi", "001_rollups.sql")]
+        assert [(m.package, m.name) for m in migrate(conn) if "rollups" in m.name] == [
+            ("kpi", "001_rollups.sql"), ("kpi", "030_point_rollups.sql")]
         assert _daily(conn, "cam-1") == [("2026-11-01 00:00", 2, 3, 3)]
+        # Their day waits for the point rollups' first refresh.
+        assert [r["day"] for r in conn.execute("SELECT day FROM point_rollup_stale")] == [local(DAY, 0, 0)]
 
 
 def test_storage_policies_are_a_no_op_on_plain_postgresql(db: psycopg.Connection) -> None:

@@ -62,7 +62,7 @@ def add_page_routes(app: FastAPI, connection: Callable[[], AbstractContextManage
         try:
             with connection() as conn:
                 value = sensor_value(conn, code, chosen.start, chosen.end, settings=settings, catalog=catalog,
-                                     now=now())
+                                     now=now(), devices=True)
         except UnknownIndicator as exc:
             return HTMLResponse(f"<p>{exc}</p>", status_code=404)
         return HTMLResponse(render_evidence_page(value, evidence_dicts(value), f"/?period={chosen.label}"))

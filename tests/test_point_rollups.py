@@ -1,0 +1,166 @@
+"""Point rollups (kpi/migrations/030_point_rollups.sql): which writes mark days stale, what a refresh leaves,
+and that the reads agree with the per-device computation however fresh the rollups are."""
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+
+from citykpi.db import connect
+from citykpi.settings import Settings
+from kpi.catalog import load_catalog
+from kpi.coverage import rollup_plan
+from kpi.indicators import sensor_value
+from kpi.point_rollups import refresh
+from tests.helpers import wait_for
+from tests.kpi_builders import ZONE, beats, device, every_hour, hours, local, point, value_every_way
+
+NOVEMBER = date(2026, 11, 1)
+DECEMBER = date(2026, 12, 1)
+LONG_AFTER = datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def _stale(db: psycopg.Connection) -> list[date]:
+    return [r["day"].astimezone(ZONE).date() for r in db.execute("SELECT day FROM point_rollup_stale ORDER BY day")]
+
+
+def _month_of_cameras(db: psycopg.Connection) -> None:
+    """SEC-A up every hour of November; SEC-B's camera down on the 10th and 11th (672/720 = 0.933)."""
+    point(db, "SEC-A", ["security_point"])
+    point(db, "SEC-B", ["security_point"])
+    device(db, "cam-a", "SEC-A")
+    device(db, "cam-b", "SEC-B")
+    beats(db, "cam-a", every_hour(NOVEMBER, 30))
+    beats(db, "cam-b", every_hour(NOVEMBER, 9) + every_hour(date(2026, 11, 12), 19))
+    db.commit()
+
+
+def test_heartbeats_mark_their_local_days_and_a_refresh_clears_them(db: psycopg.Connection) -> None:
+    point(db, "SEC-A", ["security_point"])
+    device(db, "cam-a", "SEC-A")
+    # 23:30 local on the 1st is 16:30 UTC: the local day, not the UTC one, is marked.
+    beats(db, "cam-a", [local(NOVEMBER, 23, 30), local(date(2026, 11, 3), 0, 10)])
+    db.commit()
+    assert _stale(db) == [date(2026, 11, 1), date(2026, 11, 3)]
+    result = refresh(db, load_catalog())
+    db.commit()
+    assert (result.days, result.months, _stale(db)) == (2, 1, [])
+    assert db.execute("SELECT day, point_id, up_hours, up_mask FROM point_daily ORDER BY day").fetchall() == [
+        {"day": local(NOVEMBER, 0, 0), "point_id": "SEC-A", "up_hours": 1, "up_mask": 1 << 23},
+        {"day": local(date(2026, 11, 3), 0, 0), "point_id": "SEC-A", "up_hours": 1, "up_mask": 1}]
+    assert db.execute("SELECT month, up_hours FROM point_monthly").fetchall() == [
+        {"month": local(NOVEMBER, 0, 0), "up_hours": 2}]
+
+
+def test_a_refreshed_whole_month_is_read_from_the_monthly_rollup(db: psycopg.Connection) -> None:
+    _month_of_cameras(db)
+    value = value_every_way(db, "17", NOVEMBER, DECEMBER, now=LONG_AFTER)
+    assert [(e.point_id, e.buckets_up, e.buckets_in_force, e.covered) for e in value.evidence] == [
+        ("SEC-A", 720, 720, True), ("SEC-B", 672, 720, True)]
+    plan = rollup_plan(db, local(NOVEMBER, 0, 0), local(DECEMBER, 0, 0), ZONE)
+    assert (plan.months, plan.days, plan.live_days) == ([local(NOVEMBER, 0, 0)], [], [])
+
+
+def test_a_late_heartbeat_after_a_refresh_is_read_live_until_the_next(db: psycopg.Connection) -> None:
+    _month_of_cameras(db)
+    value_every_way(db, "17", NOVEMBER, DECEMBER, now=LONG_AFTER)
+    beats(db, "cam-b", hours(date(2026, 11, 10), *range(24)))     # SEC-B's 10th arrives late
+    db.commit()
+    assert _stale(db) == [date(2026, 11, 10)]
+    plan = rollup_plan(db, local(NOVEMBER, 0, 0), local(DECEMBER, 0, 0), ZONE)
+    assert (plan.months, len(plan.days), plan.live_days) == ([], 29, [local(date(2026, 11, 10), 0, 0)])
+    fast = sensor_value(db, "17", NOVEMBER, DECEMBER, settings=Settings(), now=LONG_AFTER)
+    assert [e.buckets_up for e in fast.evidence] == [720, 696]
+    value_every_way(db, "17", NOVEMBER, DECEMBER, now=LONG_AFTER)   # refreshes, and agrees both ways
+
+
+def test_a_backdated_registry_change_marks_the_days_from_when_it_applies(db: psycopg.Connection) -> None:
+    _month_of_cameras(db)
+    value_every_way(db, "17", NOVEMBER, DECEMBER, now=LONG_AFTER)
+    # The importer closes a binding at its effective date: here the 20th, recorded later.
+    db.execute("UPDATE bindings SET valid_to = %s WHERE device_id = 'cam-a'", (local(date(2026, 11, 20), 0, 0),))
+    db.commit()
+    assert _stale(db) == [date(2026, 11, d) for d in range(20, 31)]
+    fast = sensor_value(db, "17", NOVEMBER, DECEMBER, settings=Settings(), now=LONG_AFTER)
+    assert [(e.point_id, e.buckets_up, e.covered) for e in fast.evidence] == [("SEC-A", 456, False),
+                                                                             ("SEC-B", 672, True)]
+    value_every_way(db, "17", NOVEMBER, DECEMBER, now=LONG_AFTER)
+    # A new point in force from the 25th marks from the 25th; a renamed version (same validity) marks nothing.
+    point(db, "SEC-C", ["security_point"], valid_from=local(date(2026, 11, 25), 0, 0))
+    db.execute("UPDATE key_points SET name = 'Ngã tư' WHERE point_id = 'SEC-A'")
+    db.commit()
+    assert _stale(db) == [date(2026, 11, d) for d in range(25, 31)]
+    value_every_way(db, "17", NOVEMBER, DECEMBER, now=LONG_AFTER)
+
+
+def test_registry_rows_written_before_any_heartbeat_mark_nothing(db: psycopg.Connection) -> None:
+    point(db, "SEC-A", ["security_point"], valid_from=datetime(1990, 1, 1, tzinfo=ZONE))
+    device(db, "cam-a", "SEC-A", valid_from=datetime(1990, 1, 1, tzinfo=ZONE))
+    db.commit()
+    assert _stale(db) == []
+
+
+def test_a_write_that_commits_while_a_refresh_runs_leaves_its_day_stale(database_url: str,
+                                                                          db: psycopg.Connection) -> None:
+    """The refresher read the day's mark, then a writer marked it again and held it: the refresher may not
+    clear the mark (its computation did not see the write), so the write is read live, then refreshed."""
+    point(db, "SEC-A", ["security_point"])
+    device(db, "cam-a", "SEC-A")
+    beats(db, "cam-a", hours(NOVEMBER, 1))
+    db.commit()
+    with connect(database_url) as writer, connect(database_url, autocommit=True) as refresher:
+        beats(writer, "cam-a", hours(NOVEMBER, 2))        # marks the day again: holds the mark's row lock
+        refresher_pid = refresher.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+        outcome: list = []
+        thread = threading.Thread(target=lambda: outcome.append(refresh(refresher, load_catalog())))
+        thread.start()
+        wait_for(lambda: db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                    (refresher_pid,)).fetchone()["wait_event_type"] == "Lock",
+                 what="the refresher to wait for the writer's mark")
+        db.commit()
+        writer.commit()
+        thread.join(timeout=30)
+    assert outcome and outcome[0].days == 1
+    assert _stale(db) == [NOVEMBER]
+    assert db.execute("SELECT up_hours FROM point_daily").fetchone()["up_hours"] == 1   # without the write
+    value = value_every_way(db, "17", NOVEMBER, date(2026, 11, 2), now=LONG_AFTER)
+    assert value.evidence[0].buckets_up == 2
+
+
+def test_a_period_ending_now_reads_its_last_day_live(db: psycopg.Connection) -> None:
+    _month_of_cameras(db)
+    refresh(db, load_catalog())
+    db.commit()
+    now = local(date(2026, 11, 15), 10, 0)
+    plan = rollup_plan(db, local(NOVEMBER, 0, 0), now, ZONE)
+    assert (plan.months, len(plan.days), plan.live_days) == ([], 14, [local(date(2026, 11, 15), 0, 0)])
+    value = value_every_way(db, "17", NOVEMBER, DECEMBER, now=now)
+    assert [(e.buckets_up, e.buckets_in_force) for e in value.evidence] == [(346, 346), (298, 346)]
+    assert value.status == "provisional"
+
+
+def test_serve_refreshes_in_the_background_and_reports_it(database_url: str, db: psycopg.Connection) -> None:
+    from fastapi.testclient import TestClient
+
+    from kpi.api import create_app
+
+    _month_of_cameras(db)
+    settings = Settings(database_url=database_url, point_rollup_refresh_s=0.2)
+    with TestClient(create_app(settings, database_url)) as client, \
+            connect(database_url, autocommit=True) as watcher:
+        wait_for(lambda: not _stale(watcher), what="the refresher to clear every mark")
+        wait_for(lambda: "citykpi_point_rollup_stale_days 0.0" in client.get("/metrics").text,
+                 what="the refresher's gauge")
+    assert db.execute("SELECT count(*) AS n FROM point_monthly").fetchone()["n"] == 2
+
+
+def test_point_rollups_measure_the_local_day_at_a_zone_boundary(db: psycopg.Connection) -> None:
+    """A heartbeat at 23:30 local on the last day belongs to that day and that month, not the next."""
+    point(db, "SEC-A", ["security_point"])
+    device(db, "cam-a", "SEC-A")
+    beats(db, "cam-a", [local(date(2026, 11, 30), 23, 30), local(DECEMBER, 0, 30)])
+    value = value_every_way(db, "17", NOVEMBER, DECEMBER, now=LONG_AFTER)
+    assert value.evidence[0].buckets_up == 1
+    assert [r["month"].astimezone(ZONE).date() for r in db.execute("SELECT month FROM point_monthly ORDER BY 1")] \
+        == [NOVEMBER, DECEMBER]
+    assert timedelta(hours=7) == local(NOVEMBER, 0, 0).utcoffset()

@@ -27,8 +27,8 @@ from kpi.indicators import FormIndicator, latest_complete_month, sensor_value
 from kpi.live import LiveCoverageCollector, live_coverage
 from kpi.point_rollups import PointRollupRefresher
 from kpi.rollups import RollupZoneMismatch
-from kpi.units import UnknownAdminUnit
 from kpi.web.routes import add_page_routes
+from registry.tree import UnknownAdminUnit
 
 # A period longer than this is refused: it would hold a connection for minutes on a large province.
 MAX_PERIOD = timedelta(days=400)

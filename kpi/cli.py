@@ -15,7 +15,7 @@ def _reading(command: str) -> Iterator[tuple]:
     from citykpi.db import connect
     from kpi.catalog import UnknownIndicator
     from kpi.rollups import RollupZoneMismatch
-    from kpi.units import UnknownAdminUnit
+    from registry.tree import UnknownAdminUnit
 
     settings = load_settings()
     with connect(settings.require_database_url()) as conn:

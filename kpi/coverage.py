@@ -337,7 +337,8 @@ def coverage(conn: psycopg.Connection, *, code: str, name_vi: str, unit: str, ca
     not in the tree in force in the period's last bucket, RollupZoneMismatch when the rollups were built
     in another zone.
     """
-    from kpi.units import points_in_unit, unit_tree
+    from kpi.units import points_in_unit
+    from registry.tree import unit_tree
 
     if period_to <= period_from:
         raise ValueError(f"period end {period_to} must be after its start {period_from}")

@@ -9,7 +9,9 @@ from citykpi.settings import Settings
 from kpi.catalog import Catalog, Indicator, load_catalog
 from kpi.coverage import CoverageValue, completed_end, coverage, local_midnight, point_evidence, summarise
 from kpi.rollups import check_rollup_zone
-from kpi.units import AdminUnit, points_by_unit, unit_tree
+from kpi.units import points_by_unit
+from registry.tree import unit_tree
+from registry.units import AdminUnit
 
 
 class FormIndicator(ValueError):

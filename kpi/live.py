@@ -19,7 +19,8 @@ from citykpi.settings import Settings
 from kpi.catalog import Catalog, load_catalog
 from kpi.coverage import percent
 from kpi.rollups import check_rollup_zone
-from kpi.units import points_by_unit, unit_tree
+from kpi.units import points_by_unit
+from registry.tree import unit_tree
 
 log = logging.getLogger(__name__)
 

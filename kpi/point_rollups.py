@@ -5,6 +5,7 @@ depend on this having run: a stale day is computed from heartbeats_daily instead
 refreshing only moves work from the reads to here.
 """
 
+import itertools
 import logging
 import threading
 import time
@@ -101,24 +102,26 @@ def _pairs(catalog: Catalog) -> tuple[list[str], list[str]]:
     return [s.category for s in specs], [s.device_kind for s in specs]
 
 
-def _chunks(marks: list[dict], size: int) -> Iterable[list[dict]]:
-    for i in range(0, len(marks), size):
-        yield marks[i:i + size]
+def _by_month(marks: list[dict]) -> Iterable[list[dict]]:
+    """A month per transaction: its point_monthly rows are recomputed once, after all its days."""
+    for _, chunk in itertools.groupby(marks, key=lambda m: m["month"]):
+        yield list(chunk)
 
 
-def refresh(conn: psycopg.Connection, catalog: Catalog, *, days_per_transaction: int = 31,
+def refresh(conn: psycopg.Connection, catalog: Catalog, *,
             progress: Callable[[int, int], None] | None = None) -> RefreshResult:
     """Recompute every stale point-day, and the months holding them, for the catalog's sensor indicators.
 
-    Each chunk of days is one transaction: its point_daily rows, its months' point_monthly rows, and the
+    The stale days of one month are one transaction: its point_daily rows, its months' point_monthly rows, and the
     clearing of the marks it read (only those whose generation has not moved since). Returns at once,
     with skipped_busy, when another refresher holds the lock. On a connection outside autocommit the
     chunks are savepoints and the caller commits.
     """
     categories, kinds = _pairs(catalog)
-    marks = conn.execute("SELECT day, generation FROM point_rollup_stale ORDER BY day").fetchall()
+    marks = conn.execute("SELECT day, generation, kpi_local_month(day) AS month FROM point_rollup_stale"
+                         " ORDER BY day").fetchall()
     done_days = done_months = point_days = 0
-    for chunk in _chunks(marks, days_per_transaction):
+    for chunk in _by_month(marks):
         with conn.transaction():
             if not conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS got", (_REFRESH_LOCK,)).fetchone()["got"]:
                 return RefreshResult(done_days, done_months, point_days, skipped_busy=True)

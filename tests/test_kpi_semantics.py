@@ -13,7 +13,7 @@ import pytest
 from citykpi.settings import Settings
 from kpi.catalog import load_catalog
 from kpi.indicators import sensor_value
-from kpi.units import UnknownAdminUnit
+from registry.tree import UnknownAdminUnit
 from tests.kpi_builders import beats, device, every_hour, hours, local, point, unit, value_every_way
 
 DAY = date(2026, 11, 1)

@@ -1,10 +1,11 @@
-"""What the plain-PostgreSQL rollup trigger costs the ingest path.
+"""What the plain-PostgreSQL rollup triggers cost the ingest path.
 
     python -m bench.trigger_cost [--batches 40] [--rows 5000] [--devices 2000]
 
 Writes the same batches as the ingest sink does (COPY into a staging table, one INSERT … SELECT … ON
-CONFLICT DO NOTHING into heartbeats per batch), alternating batches with the rollup trigger enabled and
-disabled so that both see the same machine load, and prints the median time per batch of each.
+CONFLICT DO NOTHING into heartbeats per batch), rotating batches between no trigger, the device rollups'
+trigger, and that plus the point rollups' staleness marking, so that all see the same machine load, and
+prints the median time per batch of each.
 """
 
 import argparse
@@ -12,6 +13,8 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+
+from psycopg import sql
 
 from citykpi.db import connect
 from citykpi.migrations import migrate
@@ -26,20 +29,24 @@ _INSERT = ("INSERT INTO heartbeats (device_id, ts, kind, healthy, status, source
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.trigger_cost")
-    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--devices", type=int, default=2000)
     args = parser.parse_args(argv)
-    timings: dict[bool, list[float]] = {True: [], False: []}
+    modes = {"no trigger": (), "device rollups": ("heartbeats_rollup",),
+             "device rollups + point staleness marks": ("heartbeats_rollup", "heartbeats_point_rollups_stale")}
+    triggers = ("heartbeats_rollup", "heartbeats_point_rollups_stale")
+    timings: dict[str, list[float]] = {mode: [] for mode in modes}
     start = datetime(2026, 11, 1, tzinfo=UTC)
     with LocalPostgres() as pg, connect(pg.url) as conn:
         migrate(conn)
         conn.execute(_STAGE)
         conn.autocommit = False
         for batch in range(args.batches):
-            with_trigger = batch % 2 == 0
-            conn.execute("ALTER TABLE heartbeats ENABLE TRIGGER heartbeats_rollup" if with_trigger
-                         else "ALTER TABLE heartbeats DISABLE TRIGGER heartbeats_rollup")
+            mode = list(modes)[batch % len(modes)]
+            for trigger in triggers:
+                verb = sql.SQL("ENABLE" if trigger in modes[mode] else "DISABLE")
+                conn.execute(sql.SQL("ALTER TABLE heartbeats {} TRIGGER {}").format(verb, sql.Identifier(trigger)))
             conn.execute("TRUNCATE stage")
             # A batch as a busy minute delivers it: each device's heartbeats a few seconds apart.
             rows = [(f"dev-{i % args.devices}", start + timedelta(seconds=batch * args.rows + i), "cctv", i % 50 != 0,
@@ -50,13 +57,14 @@ def main(argv: list[str] | None = None) -> int:
             began = time.perf_counter()
             conn.execute(_INSERT)
             conn.commit()
-            timings[with_trigger].append(time.perf_counter() - began)
+            timings[mode].append(time.perf_counter() - began)
         hourly = conn.execute("SELECT count(*) AS n FROM heartbeats_hourly").fetchone()["n"]
-    on, off = statistics.median(timings[True]), statistics.median(timings[False])
+    bare = statistics.median(timings["no trigger"])
     print(f"{args.rows} rows per batch from {args.devices} devices, {args.batches} batches "
-          f"({hourly} hourly rollup rows):")
-    print(f"  INSERT + commit without the trigger: {off * 1000:7.1f} ms median")
-    print(f"  INSERT + commit with the trigger:    {on * 1000:7.1f} ms median ({on / off:.2f}x)")
+          f"({hourly} hourly rollup rows), INSERT + commit, median:")
+    for mode, seconds in timings.items():
+        median = statistics.median(seconds)
+        print(f"  {mode:<40} {median * 1000:7.1f} ms ({median / bare:.2f}x)")
     return 0
 
 

@@ -101,8 +101,12 @@ BEGIN
         -- Hypertables accept no transition tables; on TimescaleDB the ingest sink marks its batches' days.
         CREATE FUNCTION kpi_mark_inserted_heartbeats() RETURNS trigger
         LANGUAGE plpgsql AS $fn$
+        DECLARE
+            zone text := (SELECT timezone FROM rollup_config);
         BEGIN
-            PERFORM kpi_mark_stale_days(ARRAY(SELECT DISTINCT kpi_local_day(ts) FROM inserted));
+            -- The zone once, not kpi_local_day() per row: that function's sub-selects are not inlined.
+            PERFORM kpi_mark_stale_days(ARRAY(SELECT DISTINCT date_trunc('day', ts AT TIME ZONE zone) AT TIME ZONE zone
+                                              FROM inserted));
             RETURN NULL;
         END
         $fn$;

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from citykpi.db import connect
+from citykpi.db import connect, timescaledb_in_use
 from ingest import metrics
 from ingest.decode import Limits, Rejection, decode_message
 from ingest.message import Message
@@ -59,6 +59,14 @@ FROM heartbeat_stage
 ORDER BY device_id, ts, arrival
 ON CONFLICT (device_id, ts) DO NOTHING
 RETURNING source
+"""
+# On TimescaleDB no trigger can see a statement's rows on the hypertable, so the sink marks the local days
+# its batch wrote for the point rollups (kpi/migrations/030_point_rollups.sql), in the same transaction; on
+# plain PostgreSQL a trigger does it for every writer.
+_MARK_POINT_ROLLUPS_STALE = """
+SELECT kpi_mark_stale_days(ARRAY(
+    SELECT DISTINCT date_trunc('day', s.ts AT TIME ZONE z.timezone) AT TIME ZONE z.timezone
+    FROM heartbeat_stage s, rollup_config z))
 """
 _COPY_DEAD_LETTERS = "COPY dead_letters (received_at, source, origin, reason, detail, raw) FROM STDIN"
 
@@ -110,6 +118,7 @@ class HeartbeatSink:
         self.stop_event = stop_event or threading.Event()
         self.max_backoff_s = max_backoff_s
         self._conn: psycopg.Connection | None = None
+        self._marks_point_rollups = False
         # Read by /readyz: false from a failed write until the next one succeeds.
         self.database_ok = True
 
@@ -122,6 +131,7 @@ class HeartbeatSink:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.database_url, connect_timeout_s=10)
             self._conn.execute(_CREATE_STAGE)
+            self._marks_point_rollups = timescaledb_in_use(self._conn)
             self._conn.commit()
         return self._conn
 
@@ -224,6 +234,8 @@ class HeartbeatSink:
                             item.message.payload)))
                     unknown_by_source.update({r["source"]: r["n"] for r in cur.execute(_COUNT_UNKNOWN_DEVICES)})
                     stored_by_source.update(r["source"] for r in cur.execute(_INSERT_HEARTBEATS).fetchall())
+                    if self._marks_point_rollups and stored_by_source:
+                        cur.execute(_MARK_POINT_ROLLUPS_STALE)
                     result.stored = stored_by_source.total()
                     result.unknown_device = unknown_by_source.total()
                     result.duplicates = len(staged) - len(mismatches) - result.stored

@@ -147,8 +147,7 @@ point_up AS (
 latest AS (
     SELECT DISTINCT ON (point_id) point_id, name, admin_unit FROM versions ORDER BY point_id, valid_from DESC
 )
-SELECT f.point_id, l.name, l.admin_unit, f.buckets_in_force, coalesce(pu.buckets_up, 0) AS buckets_up,
-       '{}'::jsonb AS device_up_hours
+SELECT f.point_id, l.name, l.admin_unit, f.buckets_in_force, coalesce(pu.buckets_up, 0) AS buckets_up
 FROM in_force f
 JOIN latest l ON l.point_id = f.point_id
 LEFT JOIN point_up pu ON pu.point_id = f.point_id
@@ -298,11 +297,12 @@ def point_evidence(conn: psycopg.Connection, *, category: str, device_kind: str,
     else:
         rows = _availability(conn, params, start, end, zone)
     threshold = Fraction(theta)
+    # "covered over P when its availability ≥ θ, compared exactly": up / in_force ≥ n / d, in integers.
+    n, d = threshold.numerator, threshold.denominator
     return [
         PointEvidence(r["point_id"], r["name"], r["admin_unit"], r["buckets_in_force"], r["buckets_up"],
-                      dict(r["device_up_hours"]),
-                      # "covered over P when its availability ≥ θ, compared exactly"
-                      Fraction(r["buckets_up"], r["buckets_in_force"]) >= threshold)
+                      dict(r["device_up_hours"]) if devices else {},
+                      r["buckets_up"] * d >= n * r["buckets_in_force"])
         for r in rows
     ]
 

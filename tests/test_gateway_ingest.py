@@ -35,7 +35,8 @@ def _report(gateway: str, *heartbeats: dict) -> tuple[str, bytes]:
 
 
 def _stored(db: psycopg.Connection) -> list[tuple[str, datetime]]:
-    return [(r["device_id"], r["ts"]) for r in db.execute("SELECT device_id, ts FROM heartbeats ORDER BY device_id, ts")]
+    rows = db.execute("SELECT device_id, ts FROM heartbeats ORDER BY device_id, ts")
+    return [(r["device_id"], r["ts"]) for r in rows]
 
 
 def _letters(db: psycopg.Connection) -> list[dict]:

@@ -290,14 +290,14 @@ def _record(staged: list[_Staged], rejected: list[tuple[Message, Rejection]], st
 
 
 def _not_bound(hb: Heartbeat, row: dict) -> str:
-    gateway = repr(row["gateway_id"]) if row["gateway_id"] else "a gateway without an id"
+    who = f"gateway {row['gateway_id']!r}" if row["gateway_id"] else "a gateway without an id"
     if row["point_id"] is None:
         bound = "has no binding in force then"
     elif row["bound_gateway"] is None:
         bound = f"is bound to {row['point_id']} then, reporting for itself"
     else:
         bound = f"is bound to {row['point_id']} then, through gateway {row['bound_gateway']!r}"
-    return f"gateway {gateway} reported device {hb.device_id} at ts {hb.ts.isoformat()}, which {bound}"
+    return f"{who} reported device {hb.device_id} at ts {hb.ts.isoformat()}, which {bound}"
 
 
 def _record_latency(messages: list[Message], staged: list[_Staged]) -> None:

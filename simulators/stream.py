@@ -38,8 +38,10 @@ def draw_gateways(devices: Iterable[tuple[str, str]], share: float, *, seed: int
     from (seed, device_id): the province's registry files and every process of a run agree on it."""
     routed = {}
     for device_id, kind in devices:
+        if kind != "cctv":
+            continue
         rng = random.Random(f"{seed}:{device_id}:gateway")
-        if kind == "cctv" and rng.random() < share:
+        if rng.random() < share:
             routed[device_id] = f"vms-{rng.randint(1, 3)}"
     return routed
 

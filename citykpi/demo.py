@@ -1,6 +1,7 @@
 """`citykpi demo`: a synthetic province through the real path — registry import, MQTT, ingest, KPIs —
 on a throwaway PostgreSQL and MQTT broker that it starts and removes itself."""
 
+import json
 import random
 import sys
 import tempfile
@@ -26,6 +27,8 @@ from simulators.mqtt_publisher import MqttPublisher
 from simulators.province import generate_province, write_registry_files
 
 DEMO_INTERVAL_S = 900
+# A quarter of the cameras report through a VMS (gateways vms-1 … vms-3), as the registry files say.
+DEMO_GATEWAY_SHARE = 0.25
 
 
 def _profiles(devices: list, start: datetime, hours: float, rng: random.Random) -> list[DeviceProfile]:
@@ -48,14 +51,31 @@ def _profiles(devices: list, start: datetime, hours: float, rng: random.Random) 
     return profiles
 
 
-def _misbehaving_messages(now: datetime) -> list[tuple[str, bytes]]:
-    """What the field also sends: garbage, a device speaking for another, a heartbeat from an unregistered one."""
+def _messages(payloads: list[dict], gateway_of: dict[str, str]) -> list[tuple[str, bytes, int]]:
+    """(topic, body, heartbeats in it): a device's heartbeat on its own topic, except for the cameras a gateway
+    reports, whose heartbeats of one interval go out together as one JSON array per gateway."""
+    own, reports = [], {}
+    for hb in payloads:
+        gateway = gateway_of.get(hb["device_id"])
+        if gateway is None:
+            own.append((f"devices/{hb['device_id']}/heartbeat", json.dumps(hb, ensure_ascii=False).encode(), 1))
+        else:
+            slot = int(datetime.fromisoformat(hb["ts"]).timestamp()) // DEMO_INTERVAL_S
+            reports.setdefault((gateway, slot), []).append(hb)
+    return own + [(f"gateways/{gateway}/heartbeats", json.dumps(hbs, ensure_ascii=False).encode(), len(hbs))
+                  for (gateway, _slot), hbs in sorted(reports.items())]
+
+
+def _misbehaving_messages(now: datetime, camera: str) -> list[tuple[str, bytes]]:
+    """What the field also sends: garbage, a device speaking for another, a heartbeat from an unregistered one,
+    a gateway reporting for a registered `camera` that is not bound to it."""
     ts = now.isoformat(timespec="seconds")
     return [
         ("devices/cctv-SEC-001-1/heartbeat", b"{not json"),
         ("devices/cctv-SEC-001-1/heartbeat", f'{{"device_id":"cctv-SEC-002-1","kind":"cctv","ts":"{ts}"}}'.encode()),
         ("devices/cam-unregistered-7/heartbeat", f'{{"device_id":"cam-unregistered-7","kind":"cctv","ts":"{ts}"}}'
          .encode()),
+        ("gateways/vms-9/heartbeats", f'[{{"device_id":"{camera}","kind":"cctv","ts":"{ts}"}}]'.encode()),
     ]
 
 
@@ -77,7 +97,8 @@ def run_demo(*, points_per_category: int, days: int, seed: int) -> int:
             with connect(pg.url) as conn:
                 migrate(conn, timezone=settings.timezone)
                 points, devices = generate_province(points_per_category, seed=seed,
-                                                    heartbeat_interval_s=DEMO_INTERVAL_S)
+                                                    heartbeat_interval_s=DEMO_INTERVAL_S,
+                                                    gateway_share=DEMO_GATEWAY_SHARE)
                 points_csv, devices_csv = write_registry_files(Path(tmp), points, devices,
                                                                valid_from=period_from - timedelta(days=30))
                 conn.autocommit = False
@@ -86,13 +107,18 @@ def run_demo(*, points_per_category: int, days: int, seed: int) -> int:
                 imported_points = import_points(conn, parse_points(points_csv, zone), effective=start, zone=zone)
                 imported_devices = import_devices(conn, parse_devices_csv(devices_csv, zone), effective=start,
                                                   zone=zone)
-            print(f"  registry: {len(points)} key points, {len(devices)} devices "
+            gateway_of = {d.device_id: d.gateway_id for d in devices if d.gateway_id}
+            gateways = ", ".join(sorted(set(gateway_of.values())))
+            through = f", {len(gateway_of)} of them reported by gateways {gateways}" if gateway_of else ""
+            print(f"  registry: {len(points)} key points, {len(devices)} devices{through} "
                   f"({imported_points.total + imported_devices.total} rows added)", file=sys.stderr)
 
             profiles = _profiles(devices, start, (now - start).total_seconds() / 3600, rng)
             payloads = [hb for p in profiles for hb in heartbeats(p, start, now, rng)]
-            extras = _misbehaving_messages(now)
-            expected = len(payloads) + len(extras)
+            messages = _messages(payloads, gateway_of)
+            extras = _misbehaving_messages(now, camera=next((d.device_id for d in devices if d.kind == "cctv"),
+                                                               "cctv-SEC-001-1"))
+            expected = len(messages) + len(extras)
 
             ingest_bar = Progress("Ghi vào cơ sở dữ liệu", expected)
             ingest = MqttIngest(settings, pg.url, on_batch=lambda r: ingest_bar.advance(r.messages))
@@ -102,7 +128,9 @@ def run_demo(*, points_per_category: int, days: int, seed: int) -> int:
                 return 1
             publisher = MqttPublisher(broker.url)
             publish_bar = Progress(f"Gửi {days} ngày heartbeat qua MQTT", len(payloads))
-            publisher.publish_all(payloads, on_each=publish_bar.advance)
+            for topic, body, heartbeats_in_it in messages:
+                publisher.publish_raw(topic, body)
+                publish_bar.advance(heartbeats_in_it)
             for topic, body in extras:
                 publisher.publish_raw(topic, body)
             publisher.close()

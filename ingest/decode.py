@@ -5,7 +5,7 @@ is one answer to "is this message valid".
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
@@ -34,6 +34,9 @@ class Rejection:
 class Decoded:
     accepted: list[Heartbeat]
     rejected: list[Rejection]
+    # Where each accepted heartbeat stands in a gateway's array (0 for a single object): a check made later,
+    # against the registry, can then dead-letter that element's bytes alone (`element_raw`).
+    positions: list[int] = field(default_factory=list)
 
 
 def _reject(reason: str, detail: str, raw: bytes) -> Decoded:
@@ -75,7 +78,7 @@ def decode_message(raw: bytes, *, received_at: datetime, expected_device_id: str
     else:
         items = [document]
 
-    accepted, rejected = [], []
+    accepted, rejected, positions = [], [], []
     for index, item in enumerate(items):
         item_raw = raw if len(items) == 1 else json.dumps(item, ensure_ascii=False).encode()
         where = f"[{index}] " if len(items) > 1 or isinstance(document, list) else ""
@@ -105,7 +108,17 @@ def decode_message(raw: bytes, *, received_at: datetime, expected_device_id: str
                 f"({limits.lateness_window}) at receipt {received_at.isoformat()}", item_raw))
             continue
         accepted.append(heartbeat)
-    return Decoded(accepted, rejected)
+        positions.append(index)
+    return Decoded(accepted, rejected, positions)
+
+
+def element_raw(raw: bytes, position: int) -> bytes:
+    """The bytes a rejection of the heartbeat at `position` carries, the same as the decoder's own rejections:
+    the message itself for a single object (or a one-element array), the element re-encoded otherwise."""
+    document = json.loads(raw, parse_constant=_refuse_constant)
+    if not isinstance(document, list):
+        return raw
+    return raw if len(document) == 1 else json.dumps(document[position], ensure_ascii=False).encode()
 
 
 def _refuse_constant(name: str) -> float:

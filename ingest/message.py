@@ -7,7 +7,12 @@ from datetime import datetime
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A broker message as received. `acknowledge` is called only after its rows are committed."""
+    """A broker message as received. `acknowledge` is called only after its rows are committed.
+
+    `gateway_id` is the gateway the transport says sent it (the MQTT topic `gateways/{id}/heartbeats`, the
+    Kafka key of an array), None for a device speaking for itself; the sink checks every registered device
+    in it is bound to that gateway.
+    """
 
     source: str
     origin: str
@@ -16,3 +21,4 @@ class Message:
     expected_device_id: str | None
     allow_array: bool
     acknowledge: Callable[[], None]
+    gateway_id: str | None = None

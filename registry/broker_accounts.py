@@ -1,9 +1,11 @@
-"""Broker accounts from the registry: a Mosquitto password file with one account per device, and the ACL
-that lets each account write only its own topic — so that no device can speak for another.
+"""Broker accounts from the registry: a Mosquitto password file with one account per device and one per
+gateway, and the ACL that lets each account write only its own topic — so that no device can speak for
+another, and no gateway can report on another gateway's topic (which cameras a gateway may report for is
+checked by ingest against the bindings).
 
-A device keeps its secret across exports; only devices new to the file get one, and those secrets are
-written once, to a credentials CSV for the field teams. A device no longer bound anywhere loses its
-account. Rotating a device's secret is asking for it by name.
+An account keeps its secret across exports; only accounts new to the file get one, and those secrets are
+written once, to a credentials CSV for the field teams. A device no longer bound anywhere, or a gateway no
+binding in force names, loses its account. Rotating a secret is asking for it by name.
 """
 
 import base64
@@ -25,7 +27,7 @@ ACL = f"""\
 # device_id and may write only its own topic; ingest also checks that the payload's device_id is the topic's.
 pattern write devices/%u/heartbeat
 
-# Gateways (a VMS for its cameras) write their own topic.
+# Gateways (a VMS for its cameras) write their own topic; ingest checks each camera is bound to it.
 pattern write gateways/%u/heartbeats
 
 # The ingest worker reads everything devices write.
@@ -38,6 +40,11 @@ _BOUND_AT = """
 SELECT DISTINCT device_id FROM bindings
 WHERE valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)
 ORDER BY device_id
+"""
+_GATEWAYS_AT = """
+SELECT DISTINCT gateway_id FROM bindings
+WHERE gateway_id IS NOT NULL AND valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)
+ORDER BY gateway_id
 """
 
 
@@ -80,27 +87,37 @@ class AccountsExport:
 
 def export_mosquitto(conn: psycopg.Connection, out_dir: Path, *, at: datetime, rotate: set[str] = frozenset(),
                      keep_users: set[str] = frozenset({INGEST_ACCOUNT})) -> AccountsExport:
-    """Write `passwd` and `acl` into `out_dir` for the devices bound at `at`.
+    """Write `passwd` and `acl` into `out_dir` for the devices bound at `at` and the gateways their bindings
+    name. Raises ValueError, writing nothing, when asked to rotate an unknown account or when an id is both a
+    device and a gateway (the registry import refuses that; a database edited by hand may still hold it).
 
     Accounts in `keep_users` (the service accounts) are carried over untouched if present.
     """
+    devices = [r["device_id"] for r in conn.execute(_BOUND_AT, {"at": at})]
+    gateways = [r["gateway_id"] for r in conn.execute(_GATEWAYS_AT, {"at": at})]
+    both = sorted(set(devices) & set(gateways))
+    if both:
+        raise ValueError(f"{', '.join(both)}: both a device and a gateway at {at:%Y-%m-%d}; one broker account "
+                         "cannot be both")
+    unknown = sorted(rotate - set(devices) - set(gateways))
+    if unknown:
+        raise ValueError(f"cannot rotate {', '.join(unknown)}: neither bound to a key point nor the gateway of a "
+                         f"binding at {at:%Y-%m-%d}")
     out_dir.mkdir(parents=True, exist_ok=True)
     existing = _read_password_file(out_dir / "passwd")
-    devices = [r["device_id"] for r in conn.execute(_BOUND_AT, {"at": at})]
-    unknown = sorted(rotate - set(devices))
-    if unknown:
-        raise ValueError(f"cannot rotate {', '.join(unknown)}: not bound to any key point at {at:%Y-%m-%d}")
     entries: dict[str, str] = {u: h for u, h in existing.items() if u in keep_users}
     created, kept, fresh = [], [], []
-    for device_id in devices:
-        if device_id in existing and device_id not in rotate:
-            entries[device_id] = existing[device_id]
-            kept.append(device_id)
+    accounts = [(d, "device", f"devices/{d}/heartbeat") for d in devices]
+    accounts += [(g, "gateway", f"gateways/{g}/heartbeats") for g in gateways]
+    for name, role, topic in sorted(accounts):
+        if name in existing and name not in rotate:
+            entries[name] = existing[name]
+            kept.append(name)
             continue
         secret = _new_secret()
-        entries[device_id] = mosquitto_hash(secret)
-        fresh.append((device_id, secret))
-        created.append(device_id)
+        entries[name] = mosquitto_hash(secret)
+        fresh.append((name, role, secret, topic))
+        created.append(name)
     removed = sorted(set(existing) - set(entries))
     _write_private(out_dir / "passwd", "".join(f"{user}:{hashed}\n" for user, hashed in sorted(entries.items())))
     (out_dir / "acl").write_text(ACL, encoding="utf-8")
@@ -108,8 +125,8 @@ def export_mosquitto(conn: psycopg.Connection, out_dir: Path, *, at: datetime, r
     if fresh:
         # Each export's secrets in a file of their own: an earlier file not yet handed over is never overwritten.
         credentials = out_dir / f"device-credentials-{datetime.now().strftime('%Y%m%dT%H%M%S.%f')}.csv"
-        rows = [["device_id", "mqtt_username", "mqtt_password", "topic"]]
-        rows += [[d, d, s, f"devices/{d}/heartbeat"] for d, s in fresh]
+        rows = [["id", "role", "mqtt_username", "mqtt_password", "topic"]]
+        rows += [[name, role, name, secret, topic] for name, role, secret, topic in fresh]
         text = "".join(",".join(row) + "\n" for row in rows)
         _write_private(credentials, text)
     return AccountsExport(created, kept, removed, credentials)

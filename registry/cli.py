@@ -152,6 +152,23 @@ def _export_points(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_devices(args: argparse.Namespace) -> int:
+    from citykpi.db import connect
+    from registry.export import export_devices_csv
+
+    settings = load_settings()
+    at = _instant(args.at, settings) if args.at else None
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        with connect(settings.require_database_url()) as conn:
+            n = export_devices_csv(conn, out, settings.zone, at=at)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"{n} binding(s) exported", file=sys.stderr)
+    return 0
+
+
 def _export_mosquitto(args: argparse.Namespace) -> int:
     from citykpi.db import connect
     from registry.broker_accounts import export_mosquitto
@@ -216,12 +233,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export_points.add_argument("--at", help="only versions in force at this date or timestamp")
     export_points.add_argument("--output", "-o", help="file to write; default standard output")
     export_points.set_defaults(func=_export_points)
+    export_devices = exporter.add_parser("devices", help="every binding (or those in force at --at) as devices.csv, "
+                                         "gateway_id included; re-importing the export changes nothing")
+    export_devices.add_argument("--at", help="only bindings in force at this date or timestamp")
+    export_devices.add_argument("--output", "-o", help="file to write; default standard output")
+    export_devices.set_defaults(func=_export_devices)
     mosquitto = exporter.add_parser("mosquitto", help="broker accounts: a password file (one account per bound "
-                                    "device, secrets kept across exports) and an ACL (each device writes only its "
-                                    "own topic)")
+                                    "device and per gateway of a binding in force, secrets kept across exports) "
+                                    "and an ACL (each account writes only its own topic)")
     mosquitto.add_argument("--out", required=True, help="folder for passwd, acl and the new secrets' CSV")
-    mosquitto.add_argument("--at", help="devices bound at this date (default today)")
-    mosquitto.add_argument("--rotate", nargs="+", metavar="DEVICE_ID", help="give these devices new secrets")
+    mosquitto.add_argument("--at", help="devices and gateways of bindings in force at this date (default today)")
+    mosquitto.add_argument("--rotate", nargs="+", metavar="ID", help="give these devices or gateways new secrets")
     mosquitto.set_defaults(func=_export_mosquitto)
 
     registry.add_parser("unknown-devices", help="devices sending heartbeats that the registry lacks").set_defaults(

@@ -13,11 +13,14 @@ from citykpi.settings import DEVICE_KINDS
 from registry.validation import ID_PATTERN, Problems, bulk_allocation, read_csv, validity
 
 COLUMNS = ["device_id", "kind", "point_id", "valid_from", "valid_to", "heartbeat_interval_s"]
+# Optional trailing column: files written before gateways existed import unchanged.
+GATEWAY_COLUMN = "gateway_id"
 
 
 @dataclass(frozen=True, slots=True)
 class Binding:
-    """A device bound to a key point over [valid_from, valid_to); `row` is where the file holds it."""
+    """A device bound to a key point over [valid_from, valid_to), reporting itself (`gateway_id` None) or
+    through that gateway; `row` is where the file holds it."""
 
     device_id: str
     kind: str
@@ -26,6 +29,7 @@ class Binding:
     valid_to: datetime | None
     heartbeat_interval_s: int | None
     row: int = field(default=0, compare=False)
+    gateway_id: str | None = None
 
 
 def read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Binding]:
@@ -38,7 +42,8 @@ def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Bindin
     bindings: list[Binding] = []
     kinds_in_file: dict[str, tuple[str, int]] = {}
     seen: dict[tuple[str, datetime], int] = {}
-    for number, row in read_csv(path, COLUMNS, problems, optional=("valid_to", "heartbeat_interval_s")):
+    for number, row in read_csv(path, COLUMNS, problems,
+                                optional=("valid_to", "heartbeat_interval_s", GATEWAY_COLUMN)):
         ok = True
         device_id, kind, point_id = row["device_id"], row["kind"], row["point_id"]
         if not ID_PATTERN.fullmatch(device_id):
@@ -56,6 +61,10 @@ def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Bindin
         if not ID_PATTERN.fullmatch(point_id):
             problems.add(number, "point_id", f"{point_id!r} is not an id ([A-Za-z0-9._:-], 1–64 chars)")
             ok = False
+        gateway_id = row[GATEWAY_COLUMN] or None
+        if gateway_id is not None and not ID_PATTERN.fullmatch(gateway_id):
+            problems.add(number, GATEWAY_COLUMN, f"{gateway_id!r} is not an id ([A-Za-z0-9._:-], 1–64 chars)")
+            ok = False
         interval = _interval(row["heartbeat_interval_s"], number, problems)
         if interval == 0:
             ok = False
@@ -68,7 +77,7 @@ def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Bindin
             ok = False
         if ok:
             seen[(device_id, valid_from)] = number
-            bindings.append(Binding(device_id, kind, point_id, valid_from, valid_to, interval, number))
+            bindings.append(Binding(device_id, kind, point_id, valid_from, valid_to, interval, number, gateway_id))
     return bindings
 
 

@@ -13,7 +13,8 @@ from registry.staging import stage
 from registry.validation import Problems, format_instant
 
 _STAGED = [("row", "integer"), ("device_id", "text"), ("kind", "text"), ("point_id", "text"),
-           ("valid_from", "timestamptz"), ("valid_to", "timestamptz"), ("heartbeat_interval_s", "integer")]
+           ("valid_from", "timestamptz"), ("valid_to", "timestamptz"), ("heartbeat_interval_s", "integer"),
+           ("gateway_id", "text")]
 
 # "A device's kind decides which indicator it can serve; it does not change over the device's life."
 _KIND_CHANGED = """
@@ -57,17 +58,21 @@ WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
 ON CONFLICT (device_id) DO NOTHING RETURNING device_id
 """
 
+# The gateway a device reports through is part of its binding: changing only the gateway is a change.
 _CHANGE = """
-UPDATE bindings b SET point_id = s.point_id, valid_to = s.valid_to, heartbeat_interval_s = s.heartbeat_interval_s
+UPDATE bindings b SET point_id = s.point_id, valid_to = s.valid_to, heartbeat_interval_s = s.heartbeat_interval_s,
+                      gateway_id = s.gateway_id
 FROM staged_bindings s
 WHERE b.device_id = s.device_id AND b.valid_from = s.valid_from
-  AND (b.point_id, b.valid_to, b.heartbeat_interval_s) IS DISTINCT FROM (s.point_id, s.valid_to, s.heartbeat_interval_s)
+  AND (b.point_id, b.valid_to, b.heartbeat_interval_s, b.gateway_id)
+      IS DISTINCT FROM (s.point_id, s.valid_to, s.heartbeat_interval_s, s.gateway_id)
 RETURNING b.device_id || '@' || b.point_id AS id
 """
 
 _ADD = """
-INSERT INTO bindings (device_id, point_id, valid_from, valid_to, heartbeat_interval_s)
-SELECT s.device_id, s.point_id, s.valid_from, s.valid_to, s.heartbeat_interval_s FROM staged_bindings s
+INSERT INTO bindings (device_id, point_id, valid_from, valid_to, heartbeat_interval_s, gateway_id)
+SELECT s.device_id, s.point_id, s.valid_from, s.valid_to, s.heartbeat_interval_s, s.gateway_id
+FROM staged_bindings s
 WHERE NOT EXISTS (SELECT 1 FROM bindings b WHERE b.device_id = s.device_id AND b.valid_from = s.valid_from)
 RETURNING device_id || '@' || point_id AS id
 """
@@ -96,6 +101,18 @@ ORDER BY s.row
 """
 
 
+# Broker accounts are named by device id and by gateway id in one password file
+# (`registry export mosquitto`): an id that were both would be one account allowed to write both topics.
+_GATEWAY_IS_A_DEVICE = """
+SELECT s.row, s.gateway_id FROM staged_bindings s
+WHERE EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.gateway_id) ORDER BY s.row
+"""
+_DEVICE_IS_A_GATEWAY = """
+SELECT s.row, s.device_id FROM staged_bindings s
+WHERE EXISTS (SELECT 1 FROM bindings b WHERE b.gateway_id = s.device_id) ORDER BY s.row
+"""
+
+
 def import_devices(conn: psycopg.Connection, bindings: list[Binding], *, effective: datetime,
                    dry_run: bool = False, problems: Problems | None = None,
                    zone: ZoneInfo | None = None) -> ChangeCount:
@@ -111,7 +128,7 @@ def import_devices(conn: psycopg.Connection, bindings: list[Binding], *, effecti
         conn.execute("LOCK TABLE devices, bindings IN SHARE ROW EXCLUSIVE MODE")
         conn.execute("LOCK TABLE key_points IN SHARE MODE")
         stage(conn, "staged_bindings", _STAGED, (
-            (b.row, b.device_id, b.kind, b.point_id, b.valid_from, b.valid_to, b.heartbeat_interval_s)
+            (b.row, b.device_id, b.kind, b.point_id, b.valid_from, b.valid_to, b.heartbeat_interval_s, b.gateway_id)
             for b in bindings))
         _check_registry(conn, problems)
         # No raise yet: applying inside the transaction lets the overlap check below report its problems
@@ -126,6 +143,7 @@ def import_devices(conn: psycopg.Connection, bindings: list[Binding], *, effecti
                 f"{format_instant(r['valid_to'], zone) if r['valid_to'] else '…'}, in the registry"
             problems.add(r["row"], "valid_from", f"{r['device_id']} is already bound to {r['point_id']} then "
                          f"({where}); a device is in one place at a time")
+        _check_gateway_ids(conn, problems)
         problems.raise_if_any()
         conn.execute("DROP TABLE pg_temp.staged_bindings")
         if dry_run:
@@ -143,3 +161,13 @@ def _check_registry(conn: psycopg.Connection, problems: Problems) -> None:
     for r in conn.execute(_WRONG_CATEGORY, {"kinds": kinds, "categories": [CATEGORY_SERVED_BY[k] for k in kinds]}):
         held = ";".join(r["categories"]) if r["categories"] else "not in force while this binding holds"
         problems.add(r["row"], "kind", f"a {r['kind']} serves {r['category']} points; {r['point_id']} is {held}")
+
+
+def _check_gateway_ids(conn: psycopg.Connection, problems: Problems) -> None:
+    """Run on the applied result, so that devices and gateways of this file and of the registry all count."""
+    for r in conn.execute(_GATEWAY_IS_A_DEVICE):
+        problems.add(r["row"], "gateway_id", f"{r['gateway_id']} is a device id; a gateway needs an id of its own "
+                     "(broker accounts are named by both)")
+    for r in conn.execute(_DEVICE_IS_A_GATEWAY):
+        problems.add(r["row"], "device_id", f"{r['device_id']} is a gateway id; a device needs an id of its own "
+                     "(broker accounts are named by both)")

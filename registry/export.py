@@ -1,5 +1,5 @@
-"""Exporting key points as CSV or GeoJSON, in exactly the form the importer reads back: importing an
-export changes nothing (`import(export(x))` is "0 changed").
+"""Exporting key points as CSV or GeoJSON, and device bindings as CSV, in exactly the form the importer reads
+back: importing an export changes nothing (`import(export(x))` is "0 changed").
 
 CSV cells a spreadsheet would run as formulas get a leading apostrophe (OWASP "CSV injection"); the
 importer removes it again (`validation.unescape_cell`), which keeps the round trip lossless. A hand-made
@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from registry.devices import COLUMNS as DEVICE_COLUMNS
+from registry.devices import GATEWAY_COLUMN
 from registry.points import COLUMNS
 from registry.validation import escape_cell, format_instant
 
@@ -63,4 +65,25 @@ def export_points_geojson(conn: psycopg.Connection, out: TextIO, zone: ZoneInfo,
     json.dump({"type": "FeatureCollection", "name": "key_points", "features": features}, out, ensure_ascii=False,
               indent=1)
     out.write("\n")
+    return len(rows)
+
+
+_BINDINGS = """
+SELECT b.device_id, d.kind, b.point_id, b.valid_from, b.valid_to, b.heartbeat_interval_s, b.gateway_id
+FROM bindings b JOIN devices d USING (device_id)
+WHERE %(at)s::timestamptz IS NULL OR (b.valid_from <= %(at)s AND (b.valid_to IS NULL OR b.valid_to > %(at)s))
+ORDER BY b.device_id, b.valid_from
+"""
+
+
+def export_devices_csv(conn: psycopg.Connection, out: TextIO, zone: ZoneInfo, *, at: datetime | None = None) -> int:
+    """Every binding (or those in force at `at`) with the optional `gateway_id` column always written."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*DEVICE_COLUMNS, GATEWAY_COLUMN])
+    rows = conn.execute(_BINDINGS, {"at": at}).fetchall()
+    for r in rows:
+        cells = [r["device_id"], r["kind"], r["point_id"], format_instant(r["valid_from"], zone),
+                 format_instant(r["valid_to"], zone) if r["valid_to"] else "",
+                 str(r["heartbeat_interval_s"]) if r["heartbeat_interval_s"] is not None else "", r["gateway_id"] or ""]
+        writer.writerow([escape_cell(c) for c in cells])
     return len(rows)

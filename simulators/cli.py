@@ -30,27 +30,39 @@ def _instant(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _devices_from_registry(path: Path) -> list[tuple[str, str, int]]:
+Devices = list[tuple[str, str, int]]  # (device_id, kind, heartbeat interval in seconds)
+Gateways = dict[str, str]  # device_id → the gateway that reports for it
+
+
+def _devices_from_registry(path: Path) -> tuple[Devices, Gateways]:
+    """A device's last row decides its interval and its gateway: the simulated fleet reports the way the
+    registry says it does, so that ingest stores what a gateway sends."""
     devices_csv = path / "devices.csv" if path.is_dir() else path
     with devices_csv.open(encoding="utf-8-sig", newline="") as f:
         rows = list(csv.DictReader(f))
     seen: dict[str, tuple[str, str, int]] = {}
+    gateways: Gateways = {}
     for row in rows:
         interval = int(row.get("heartbeat_interval_s") or DEFAULT_INTERVAL_S[row["kind"]])
         seen[row["device_id"]] = (row["device_id"], row["kind"], interval)
-    return list(seen.values())
+        gateways.pop(row["device_id"], None)
+        if row.get("gateway_id"):
+            gateways[row["device_id"]] = row["gateway_id"]
+    return list(seen.values()), gateways
 
 
-def _synthetic(points_per_category: int, seed: int, write_to: Path | None) -> list[tuple[str, str, int]]:
+def _synthetic(points_per_category: int, seed: int, write_to: Path | None,
+               gateway_share: float) -> tuple[Devices, Gateways]:
     from simulators.province import generate_province, write_registry_files
 
-    points, devices = generate_province(points_per_category, seed=seed)
+    points, devices = generate_province(points_per_category, seed=seed, gateway_share=gateway_share)
     if write_to is not None:
         start = datetime.now(UTC).date() - timedelta(days=365)
         points_csv, devices_csv = write_registry_files(write_to, points, devices, valid_from=start)
         units_csv = points_csv.with_name("units.csv")
         print(f"registry files (import in this order): {units_csv}, {points_csv}, {devices_csv}", file=sys.stderr)
-    return [(d.device_id, d.kind, DEFAULT_INTERVAL_S[d.kind]) for d in devices]
+    return ([(d.device_id, d.kind, DEFAULT_INTERVAL_S[d.kind]) for d in devices],
+            {d.device_id: d.gateway_id for d in devices if d.gateway_id})
 
 
 def _expected_messages(devices: list[tuple[str, str, int]], start: datetime, end: datetime) -> int:
@@ -59,17 +71,21 @@ def _expected_messages(devices: list[tuple[str, str, int]], start: datetime, end
     return int(sum(seconds / interval for _, _, interval in devices))
 
 
-def _worker(args: argparse.Namespace, devices: list[tuple[str, str, int]], index: int, start: datetime,
+def _shares(args: argparse.Namespace):
+    from simulators.faults import FaultShares
+
+    return FaultShares.none() if args.no_faults else FaultShares.parse(args.faults)
+
+
+def _worker(args: argparse.Namespace, devices: Devices, gateways: Gateways, index: int, start: datetime,
             end: datetime, show_progress: bool) -> tuple[int, float]:
     from citykpi.progress import Progress
-    from simulators.faults import FaultShares
     from simulators.run import backfill, build_fleet, live
     from simulators.transports import KafkaTransport, MqttTransport
 
     settings = load_settings()
-    shares = FaultShares.none() if args.no_faults else FaultShares.parse(args.faults)
     speed = 1.0 if args.backfill else args.speed
-    fleet = build_fleet(devices, shares, start, end, seed=args.seed, speed=speed)
+    fleet = build_fleet(devices, _shares(args), start, end, seed=args.seed, speed=speed, gateways=gateways)
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     transport = (MqttTransport(settings.mqtt_url, client_id=f"citykpi-simulator-{index}",
                                username=settings.mqtt_username, password=password)
@@ -87,9 +103,11 @@ def _worker(args: argparse.Namespace, devices: list[tuple[str, str, int]], index
 
 def _simulate(args: argparse.Namespace) -> int:
     if args.province:
-        devices = _devices_from_registry(Path(args.province))
+        devices, gateways = _devices_from_registry(Path(args.province))
     else:
-        devices = _synthetic(args.synthetic, args.seed, Path(args.write_registry) if args.write_registry else None)
+        devices, gateways = _synthetic(args.synthetic, args.seed,
+                                       Path(args.write_registry) if args.write_registry else None,
+                                       _shares(args).gateway_cameras)
     if args.backfill:
         start, end = args.backfill
         window = load_settings().lateness_window
@@ -101,10 +119,11 @@ def _simulate(args: argparse.Namespace) -> int:
         end = start + args.duration
     slices = [devices[i::args.processes] for i in range(args.processes)]
     if args.processes == 1:
-        results = [_worker(args, devices, 0, start, end, True)]
+        results = [_worker(args, devices, gateways, 0, start, end, True)]
     else:
         with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
-            results = pool.starmap(_worker, [(args, s, i, start, end, i == 0) for i, s in enumerate(slices)])
+            results = pool.starmap(_worker, [(args, s, gateways, i, start, end, i == 0)
+                                             for i, s in enumerate(slices)])
     messages = sum(r[0] for r in results)
     seconds = max(r[1] for r in results)
     print(f"{len(devices)} devices, {messages} messages in {seconds:.1f} s: {messages / max(seconds, 1e-9):,.0f} "

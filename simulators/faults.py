@@ -15,7 +15,9 @@ class FaultShares:
     duplicates: float = 0.03        # resends some heartbeats (QoS 1 retries, gateway replays)
     store_and_forward: float = 0.03  # buffers during a link outage, then delivers late and out of order
     malformed: float = 0.01         # firmware bugs: truncated JSON, wrong types, missing fields
-    gateway_cameras: float = 0.2    # cameras reported by a VMS gateway rather than directly
+    # Cameras reported by a VMS gateway rather than directly. Decides a synthetic province's devices.csv;
+    # with --province, the registry's gateway_id column decides instead.
+    gateway_cameras: float = 0.2
 
     def __post_init__(self) -> None:
         for name, share in self.__dict__.items():

@@ -6,9 +6,11 @@ breakdowns look like the province's own.
 
 import csv
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+
+from simulators.stream import draw_gateways
 
 # Bình Định's districts, towns and city before the 2025 reform (General Statistics Office codes).
 DISTRICTS = (
@@ -46,12 +48,15 @@ class SyntheticDevice:
     kind: str
     point_id: str
     heartbeat_interval_s: int
+    gateway_id: str | None = None  # the VMS that reports for this camera; None: it reports itself
 
 
 def generate_province(points_per_category: int, *, seed: int, heartbeat_interval_s: int = 60,
-                      uncovered_share: float = 0.1) -> tuple[list[SyntheticPoint], list[SyntheticDevice]]:
+                      uncovered_share: float = 0.1,
+                      gateway_share: float = 0.0) -> tuple[list[SyntheticPoint], list[SyntheticDevice]]:
     """Points of every category, some in two (a square is both a security point and a public place), most
-    with one device of the serving kind, a few with two, `uncovered_share` with none."""
+    with one device of the serving kind, a few with two, `uncovered_share` with none; `gateway_share` of the
+    cameras report through a gateway (`stream.draw_gateways`, so a fleet of the same seed routes them so)."""
     rng = random.Random(seed)
     points: list[SyntheticPoint] = []
     devices: list[SyntheticDevice] = []
@@ -72,7 +77,8 @@ def generate_province(points_per_category: int, *, seed: int, heartbeat_interval
                 for copy in range(copies):
                     devices.append(SyntheticDevice(f"{KIND_FOR_CATEGORY[served]}-{point.point_id}-{copy + 1}",
                                                    KIND_FOR_CATEGORY[served], point.point_id, heartbeat_interval_s))
-    return points, devices
+    routed = draw_gateways(((d.device_id, d.kind) for d in devices), gateway_share, seed=seed)
+    return points, [replace(d, gateway_id=routed.get(d.device_id)) for d in devices]
 
 
 def write_units_file(folder: Path) -> Path:
@@ -92,7 +98,8 @@ def write_units_file(folder: Path) -> Path:
 def write_registry_files(folder: Path, points: list[SyntheticPoint], devices: list[SyntheticDevice],
                          valid_from: date) -> tuple[Path, Path]:
     """points.csv and devices.csv, and units.csv beside them: the registry refuses points whose unit it
-    does not know, so the units are imported first."""
+    does not know, so the units are imported first. devices.csv names the gateway of each camera a gateway
+    reports for: ingest refuses a gateway's heartbeats for a registered camera not bound to it."""
     write_units_file(folder)
     points_path, devices_path = folder / "points.csv", folder / "devices.csv"
     with points_path.open("w", newline="", encoding="utf-8") as f:
@@ -103,7 +110,9 @@ def write_registry_files(folder: Path, points: list[SyntheticPoint], devices: li
                              valid_from.isoformat(), ""])
     with devices_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["device_id", "kind", "point_id", "valid_from", "valid_to", "heartbeat_interval_s"])
+        writer.writerow(["device_id", "kind", "point_id", "valid_from", "valid_to", "heartbeat_interval_s",
+                         "gateway_id"])
         for d in devices:
-            writer.writerow([d.device_id, d.kind, d.point_id, valid_from.isoformat(), "", d.heartbeat_interval_s])
+            writer.writerow([d.device_id, d.kind, d.point_id, valid_from.isoformat(), "", d.heartbeat_interval_s,
+                             d.gateway_id or ""])
     return points_path, devices_path

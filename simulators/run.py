@@ -1,6 +1,7 @@
 """Running a simulated fleet: as fast as possible over a past window (backfill), or in real time at a speed."""
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -24,10 +25,11 @@ class RunReport:
 
 
 def build_fleet(devices: list[tuple[str, str, int]], shares: FaultShares, start: datetime, end: datetime,
-                *, seed: int, speed: float = 1.0) -> list[SimDevice]:
-    """At speed X devices beat X times as often and their troubles last 1/X as long, timestamps stay real."""
+                *, seed: int, speed: float = 1.0, gateways: Mapping[str, str] | None = None) -> list[SimDevice]:
+    """At speed X devices beat X times as often and their troubles last 1/X as long, timestamps stay real.
+    `gateways`: the registry's device_id → gateway_id, else drawn (`stream.assign_faults`)."""
     hours = (end - start).total_seconds() / 3600 * speed
-    fleet = assign_faults(devices, shares, start, hours, seed=seed)
+    fleet = assign_faults(devices, shares, start, hours, seed=seed, gateways=gateways)
     if speed == 1.0:
         return fleet
     scaled = []

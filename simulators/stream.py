@@ -7,7 +7,7 @@ differ for store-and-forward devices (late, out of order) and for skewed clocks,
 import heapq
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -33,13 +33,29 @@ class SimDevice:
     gateway_id: str | None = None
 
 
+def draw_gateways(devices: Iterable[tuple[str, str]], share: float, *, seed: int) -> dict[str, str]:
+    """(device_id, kind) → which cameras a VMS (`vms-1` … `vms-3`) reports, `share` of them. Drawn per device
+    from (seed, device_id): the province's registry files and every process of a run agree on it."""
+    routed = {}
+    for device_id, kind in devices:
+        if kind != "cctv":
+            continue
+        rng = random.Random(f"{seed}:{device_id}:gateway")
+        if rng.random() < share:
+            routed[device_id] = f"vms-{rng.randint(1, 3)}"
+    return routed
+
+
 def assign_faults(devices: list[tuple[str, str, int]], shares: FaultShares, start: datetime, hours: float,
-                  *, seed: int) -> list[SimDevice]:
+                  *, seed: int, gateways: Mapping[str, str] | None = None) -> list[SimDevice]:
     """(device_id, kind, interval_s) → devices with behaviours drawn by share.
 
     Each device draws from its own generator seeded by (seed, device_id): the same device behaves the
-    same whichever process of a multi-process run simulates it.
+    same whichever process of a multi-process run simulates it. `gateways` (device_id → gateway_id) is the
+    registry's routing, followed as it is; without it, `shares.gateway_cameras` of the cameras are drawn.
     """
+    if gateways is None:
+        gateways = draw_gateways(((d, k) for d, k, _ in devices), shares.gateway_cameras, seed=seed)
     fleet = []
     for device_id, kind, interval_s in devices:
         rng = random.Random(f"{seed}:{device_id}")
@@ -55,9 +71,9 @@ def assign_faults(devices: list[tuple[str, str, int]], shares: FaultShares, star
         trouble_start = start + timedelta(hours=rng.uniform(0, max(hours * 0.7, 0.1)))
         profile = DeviceProfile(device_id, kind, interval_s, behaviour, trouble_start, rng.uniform(2, 30))
         skew = timedelta(minutes=rng.choice((-15, -4, 3, 7, 12))) if rng.random() < shares.clock_skew else timedelta(0)
-        gateway = f"vms-{rng.randint(1, 3)}" if kind == "cctv" and rng.random() < shares.gateway_cameras else None
         fleet.append(SimDevice(profile, skew, rng.random() < shares.duplicates,
-                               rng.random() < shares.store_and_forward, rng.random() < shares.malformed, gateway))
+                               rng.random() < shares.store_and_forward, rng.random() < shares.malformed,
+                               gateways.get(device_id)))
     return fleet
 
 

@@ -20,16 +20,21 @@ from tests.helpers import wait_for
 AT = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _bind(db: psycopg.Connection, device_id: str, point_id: str = "SEC-1", until: datetime | None = None) -> None:
+def _bind(db: psycopg.Connection, device_id: str, point_id: str = "SEC-1", until: datetime | None = None,
+          gateway: str | None = None) -> None:
     db.execute("INSERT INTO devices (device_id, kind) VALUES (%s, 'cctv') ON CONFLICT DO NOTHING", (device_id,))
-    db.execute("INSERT INTO bindings (device_id, point_id, valid_from, valid_to) VALUES (%s, %s, '2026-01-01', %s)",
-               (device_id, point_id, until))
+    db.execute("INSERT INTO bindings (device_id, point_id, valid_from, valid_to, gateway_id)"
+               " VALUES (%s, %s, '2026-01-01', %s, %s)", (device_id, point_id, until, gateway))
     db.commit()
 
 
-def _secrets(result) -> dict[str, str]:
+def _credentials(result) -> list[dict[str, str]]:
     with result.credentials.open(encoding="utf-8") as f:
-        return {row["device_id"]: row["mqtt_password"] for row in csv.DictReader(f)}
+        return list(csv.DictReader(f))
+
+
+def _secrets(result) -> dict[str, str]:
+    return {row["id"]: row["mqtt_password"] for row in _credentials(result)}
 
 
 def test_bound_devices_get_accounts_and_keep_them_across_exports(db: psycopg.Connection, tmp_path: Path) -> None:
@@ -57,6 +62,36 @@ def test_a_device_no_longer_bound_loses_its_account(db: psycopg.Connection, tmp_
     later = export_mosquitto(db, tmp_path, at=datetime(2027, 1, 1, tzinfo=UTC))
     assert later.removed == ["cam-2"]
     assert [line.split(":")[0] for line in (tmp_path / "passwd").read_text().splitlines()] == ["cam-1"]
+
+
+def test_every_gateway_named_by_a_binding_in_force_gets_an_account(db: psycopg.Connection, tmp_path: Path) -> None:
+    _bind(db, "cam-1", gateway="vms-1")
+    _bind(db, "cam-2", gateway="vms-1")
+    _bind(db, "cam-3", until=datetime(2026, 6, 1, tzinfo=UTC), gateway="vms-old")
+    _bind(db, "cam-4")
+    first = export_mosquitto(db, tmp_path, at=AT)
+    again = export_mosquitto(db, tmp_path, at=AT)
+    assert first.created == ["cam-1", "cam-2", "cam-4", "vms-1"]
+    assert [r for r in _credentials(first) if r["id"] == "vms-1"] == [
+        {"id": "vms-1", "role": "gateway", "mqtt_username": "vms-1", "mqtt_password": _secrets(first)["vms-1"],
+         "topic": "gateways/vms-1/heartbeats"}]
+    assert (again.created, again.kept) == ([], ["cam-1", "cam-2", "cam-4", "vms-1"])
+
+
+def test_a_gateway_no_binding_in_force_names_loses_its_account(db: psycopg.Connection, tmp_path: Path) -> None:
+    _bind(db, "cam-1", until=datetime(2026, 12, 1, tzinfo=UTC), gateway="vms-1")
+    export_mosquitto(db, tmp_path, at=AT)
+    later = export_mosquitto(db, tmp_path, at=datetime(2027, 1, 1, tzinfo=UTC))
+    assert sorted(later.removed) == ["cam-1", "vms-1"]
+
+
+def test_an_id_that_is_both_a_device_and_a_gateway_is_refused_and_nothing_written(db: psycopg.Connection,
+                                                                                  tmp_path: Path) -> None:
+    _bind(db, "cam-1", gateway="cam-2")
+    _bind(db, "cam-2")
+    with pytest.raises(ValueError, match="cam-2: both a device and a gateway"):
+        export_mosquitto(db, tmp_path, at=AT)
+    assert not (tmp_path / "passwd").exists()
 
 
 def test_the_deployed_acl_grants_what_the_generated_one_does() -> None:
@@ -121,6 +156,45 @@ def test_mosquitto_refuses_a_device_speaking_for_another(db: psycopg.Connection,
         assert received == ["devices/cam-1/heartbeat"]
         assert wrong_password_code in (134, 135)  # "Bad user name or password" / "Not authorized"
         for client in (ingest, device):
+            client.loop_stop()
+            client.disconnect()
+    except ServiceUnavailable as exc:
+        pytest.fail(str(exc))
+    finally:
+        broker.close()
+
+
+def test_mosquitto_lets_a_gateway_publish_on_its_topic_only(db: psycopg.Connection, secured_broker) -> None:
+    accounts, start_broker = secured_broker
+    _bind(db, "cam-1", gateway="vms-1")
+    _bind(db, "cam-2", gateway="vms-2")
+    secrets = _secrets(export_mosquitto(db, accounts, at=AT))
+    with (accounts / "passwd").open("a", encoding="utf-8") as f:
+        f.write(f"{INGEST_ACCOUNT}:{mosquitto_hash('ingest-secret')}\n")
+    broker = start_broker()
+    try:
+        ingest, _ = _client(broker, INGEST_ACCOUNT, "ingest-secret")
+        received: list[str] = []
+        subscribed = threading.Event()
+        ingest.on_message = lambda c, u, m: received.append(m.topic)
+        ingest.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
+        ingest.subscribe([("devices/+/heartbeat", 1), ("gateways/+/heartbeats", 1)])
+        assert subscribed.wait(10)
+
+        gateway, gateway_code = _client(broker, "vms-1", secrets["vms-1"])
+        acks: dict[int, int] = {}
+        gateway.on_publish = lambda c, u, mid, reason, p: acks.__setitem__(mid, reason.value)
+        body = json.dumps([{"device_id": "cam-1", "kind": "cctv", "ts": AT.isoformat()}])
+        own = gateway.publish("gateways/vms-1/heartbeats", body, qos=1)
+        other = gateway.publish("gateways/vms-2/heartbeats", body, qos=1)
+        as_camera = gateway.publish("devices/cam-1/heartbeat", body, qos=1)
+        wait_for(lambda: {own.mid, other.mid, as_camera.mid} <= set(acks), what="three PUBACKs")
+        wait_for(lambda: "gateways/vms-1/heartbeats" in received, what="the gateway's own report")
+
+        assert gateway_code == 0
+        assert (acks[own.mid], acks[other.mid], acks[as_camera.mid]) == (0, 135, 135)  # 135: "Not authorized"
+        assert received == ["gateways/vms-1/heartbeats"]
+        for client in (ingest, gateway):
             client.loop_stop()
             client.disconnect()
     except ServiceUnavailable as exc:

@@ -87,6 +87,18 @@ def test_an_exported_file_reimports_to_0_changed(run, loaded: None, tmp_path: Pa
     assert result.stdout == f"{exported}: 0 changed (0 added, 0 changed, 0 closed)\n"
 
 
+def test_exported_devices_with_their_gateways_reimport_to_0_changed(run, loaded: None, tmp_path: Path) -> None:
+    devices = write(tmp_path, "devices.csv", DEVICES_HEADER.rstrip("\n") + ",gateway_id\n"
+                    + "cam-1,cctv,SEC-1,2025-01-01,,60,vms-1\n" + "disp-1,bus_display,BUS-1,2025-01-01,,,\n")
+    assert run("import", "devices", str(devices), "--effective", "2025-01-01").returncode == 0
+    exported = tmp_path / "exported-devices.csv"
+    export = run("export", "devices", "-o", str(exported))
+    result = run("import", "devices", str(exported), "--effective", "2025-01-01")
+    assert export.stderr == "2 binding(s) exported\n"
+    assert exported.read_text().splitlines()[1] == "cam-1,cctv,SEC-1,2025-01-01,,60,vms-1"
+    assert result.stdout == f"{exported}: 0 changed (0 added, 0 changed, 0 closed)\n"
+
+
 def test_the_coordinate_box_comes_from_the_environment(database_url: str, tmp_path: Path) -> None:
     path = write(tmp_path, "points.csv", POINTS_HEADER
                  + "AIR-HS,Đảo Hoàng Sa,air_hotspot,52,16.53,111.61,2025-01-01,\n")

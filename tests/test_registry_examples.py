@@ -96,3 +96,9 @@ def test_no_example_point_is_left_in_an_abolished_unit(db: psycopg.Connection, p
     from registry.queries import points_outliving_their_unit
 
     assert points_outliving_their_unit(db) == []
+
+
+def test_the_cameras_of_old_quy_nhon_report_through_the_city_vms(db: psycopg.Connection, province: None) -> None:
+    rows = db.execute("SELECT d.kind, b.gateway_id, count(*) AS n FROM bindings b JOIN devices d USING (device_id)"
+                      " WHERE b.gateway_id IS NOT NULL GROUP BY 1, 2").fetchall()
+    assert [tuple(r.values()) for r in rows] == [("cctv", "vms-quy-nhon", 18)]

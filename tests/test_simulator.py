@@ -145,3 +145,47 @@ def test_monitors_report_the_measurements_their_kind_collects() -> None:
     assert first["a-1"] == {"pm2_5", "pm10", "no2", "so2", "co", "o3"}
     for station in ("w-1", "ww-1"):
         assert first[station] == {"ph", "do", "cod", "bod5", "tss", "nh4", "temperature", "flow"}
+
+
+def test_a_synthetic_province_s_cameras_report_through_the_gateways_its_registry_names(
+        database_url: str, mqtt_broker, db: psycopg.Connection, tmp_path) -> None:
+    from citykpi.settings import Settings
+    from ingest.service import MqttIngest
+    from registry.devices import parse_devices_csv
+    from registry.devices_import import import_devices
+    from registry.points import parse_points
+    from registry.points_import import import_points
+    from registry.units import import_units, parse_units_csv
+    from simulators.cli import _devices_from_registry
+    from simulators.province import generate_province, write_registry_files
+    from tests.registry_files import ZONE
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    start, end = now - timedelta(hours=1), now
+    points, devices = generate_province(3, seed=5, gateway_share=0.5, heartbeat_interval_s=600)
+    points_csv, devices_csv = write_registry_files(tmp_path, points, devices,
+                                                   valid_from=(now - timedelta(days=30)).date())
+    import_units(db, parse_units_csv(tmp_path / "units.csv", ZONE), effective=start, zone=ZONE)
+    import_points(db, parse_points(points_csv, ZONE), effective=start, zone=ZONE)
+    import_devices(db, parse_devices_csv(devices_csv, ZONE), effective=start, zone=ZONE)
+    listed, gateways = _devices_from_registry(tmp_path)
+    fleet = build_fleet(listed, FaultShares.none(), start, end, seed=5, gateways=gateways)
+    expected = list(fleet_messages(fleet, start, end, seed=5))
+
+    settings = Settings(database_url=database_url, mqtt_url=mqtt_broker.url,
+                        mqtt_protocol="5" if mqtt_broker.supports_mqtt5 else "3.1.1",
+                        mqtt_client_id=f"sim-{uuid.uuid4().hex[:6]}", batch_max_wait_s=0.05)
+    ingest = MqttIngest(settings, database_url)
+    ingest.start()
+    wait_for(ingest.source.connected.is_set, what="ingest connected")
+    report = backfill(fleet, MqttTransport(mqtt_broker.url, client_id=f"sim-{uuid.uuid4().hex[:6]}"), start, end,
+                      seed=5)
+    wait_for(lambda: ingest.worker.totals.messages >= report.messages, what="every simulated message written")
+    ingest.stop()
+    stored = db.execute("SELECT count(*) AS n FROM heartbeats").fetchone()["n"]
+    letters = db.execute("SELECT reason, detail FROM dead_letters").fetchall()
+    through_gateways = [m for m in expected if m.topic.startswith("gateways/")]
+    assert gateways == {d.device_id: d.gateway_id for d in devices if d.gateway_id} != {}
+    assert len(through_gateways) > 0
+    assert letters == []
+    assert (stored, ingest.worker.totals.unknown_device) == (_heartbeats_in(expected), 0)

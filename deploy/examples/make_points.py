@@ -2,7 +2,8 @@
 
 Every point is placed near the centre of its (real) old district, in one of the SAMPLE communes of
 units-binh-dinh-2024.csv, and carries one version per unit: the old commune until 2025-07-01, the new
-commune or ward (its successor in units-gia-lai-2025.csv) from then on.
+commune or ward (its successor in units-gia-lai-2025.csv) from then on. The cameras of old Quy Nhơn
+(district 540) report through the city's video management system, gateway `vms-quy-nhon`.
 """
 
 import csv
@@ -23,6 +24,7 @@ CATEGORIES = [("security_point", "SEC", "Nút giao", 90), ("public_place", "PUB"
 KIND = {"security_point": ("cctv", 60), "public_place": ("wifi_ap", 300), "transit_stop": ("bus_display", 60),
         "water_source": ("water_monitor", 300), "air_hotspot": ("air_monitor", 300),
         "wastewater_facility": ("wastewater_station", 300)}
+GATEWAYS = {("540", "cctv"): "vms-quy-nhon"}  # (old district, kind) → the gateway reporting for those devices
 
 
 def main() -> None:
@@ -54,14 +56,16 @@ def main() -> None:
             last = points[-1][7]
             for served in categories.split(";"):
                 kind, interval = KIND[served]
-                devices.append([f"{kind}-{point_id}", kind, point_id, first, last, interval])
+                gateway = GATEWAYS.get((commune["parent_code"], kind), "")
+                devices.append([f"{kind}-{point_id}", kind, point_id, first, last, interval, gateway])
     with (HERE / "points.csv").open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["point_id", "name", "categories", "admin_unit", "lat", "lon", "valid_from", "valid_to"])
         writer.writerows(points)
     with (HERE / "devices.csv").open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["device_id", "kind", "point_id", "valid_from", "valid_to", "heartbeat_interval_s"])
+        writer.writerow(["device_id", "kind", "point_id", "valid_from", "valid_to", "heartbeat_interval_s",
+                         "gateway_id"])
         writer.writerows(devices)
 
 

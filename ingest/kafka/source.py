@@ -237,7 +237,7 @@ class KafkaSource:
         key = record.key.decode("utf-8", "replace") if record.key is not None else ""
         return Message(source="kafka", origin=f"{record.topic}/{record.partition}/{record.offset}",
                        payload=value, received_at=self.clock(), expected_device_id=None if is_array else key,
-                       allow_array=is_array, acknowledge=acknowledge)
+                       allow_array=is_array, acknowledge=acknowledge, gateway_id=key if is_array else None)
 
     async def _commit(self, consumer: AIOKafkaConsumer, only: list[TopicPartition] | None = None) -> None:
         assigned = consumer.assignment()

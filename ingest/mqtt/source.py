@@ -150,6 +150,8 @@ class MqttSource:
         levels = msg.topic.split("/")
         is_gateway = len(levels) == 3 and levels[0] == self.gateway_prefix and levels[2] == "heartbeats"
         device_id = levels[1] if len(levels) == 3 and not is_gateway else None
+        # The broker's ACL lets only gateway G write gateways/G/heartbeats: the topic vouches for the gateway.
+        gateway_id = levels[1] if is_gateway else None
         mid, qos, connection = msg.mid, msg.qos, self._connection
 
         def acknowledge() -> None:
@@ -158,4 +160,4 @@ class MqttSource:
 
         self._queue.put(Message(
             source="mqtt", origin=msg.topic, payload=msg.payload, received_at=self.clock(),
-            expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge))
+            expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge, gateway_id=gateway_id))

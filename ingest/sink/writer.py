@@ -1,7 +1,8 @@
 """Writes a batch of messages in one transaction: COPY into a staging table, then one set-based INSERT.
 
 The staging table lets the database do the checks that need the registry (a heartbeat whose kind
-contradicts the device's registered kind) and the de-duplication (ON CONFLICT), in one round trip each.
+contradicts the device's registered kind; a gateway reporting for a device not bound to it) and the
+de-duplication (ON CONFLICT), in one round trip each.
 When the database rejects the data of a batch, the batch is bisected until the offending heartbeats are
 isolated; they go to dead letters as `database_rejected` and the rest is stored.
 """
@@ -19,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from citykpi.db import connect, timescaledb_in_use
 from ingest import metrics
-from ingest.decode import Limits, Rejection, decode_message
+from ingest.decode import Limits, Rejection, decode_message, element_raw
 from ingest.message import Message
 from ingest.schema import Heartbeat
 from ingest.sink.errors import Verdict, classify, describe, error_class
@@ -30,18 +31,35 @@ _CREATE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS heartbeat_stage (
     arrival integer NOT NULL, device_id text NOT NULL, ts timestamptz NOT NULL, kind text NOT NULL,
     healthy boolean NOT NULL, status text NOT NULL, seq bigint, checks jsonb, metrics jsonb,
-    measurements jsonb, source text NOT NULL, received_at timestamptz NOT NULL
+    measurements jsonb, source text NOT NULL, received_at timestamptz NOT NULL, gateway_id text
 ) ON COMMIT DELETE ROWS
 """
 _COPY_STAGE = (
     "COPY heartbeat_stage (arrival, device_id, ts, kind, healthy, status, seq, checks, metrics, measurements,"
-    " source, received_at) FROM STDIN"
+    " source, received_at, gateway_id) FROM STDIN"
 )
 # DESIGN: "A heartbeat whose kind contradicts the registry's kind for that device is dead-lettered."
 _REMOVE_KIND_MISMATCHES = """
 DELETE FROM heartbeat_stage s USING devices d
 WHERE d.device_id = s.device_id AND d.kind <> s.kind
 RETURNING s.arrival, s.kind, d.kind AS registered_kind
+"""
+# A gateway may report only for the devices bound to it: a registered device's heartbeat that came through
+# gateway G needs a binding in force at its ts naming G. A device the registry does not know is left to the
+# unknown-device path (stored, covers nothing). For the message, what the device is bound to at ts instead.
+_REMOVE_GATEWAY_NOT_BOUND = """
+WITH refused AS (
+    DELETE FROM heartbeat_stage s
+    WHERE s.gateway_id IS NOT NULL
+      AND EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id)
+      AND NOT EXISTS (SELECT 1 FROM bindings b
+                      WHERE b.device_id = s.device_id AND b.gateway_id = s.gateway_id
+                        AND b.valid_from <= s.ts AND (b.valid_to IS NULL OR b.valid_to > s.ts))
+    RETURNING s.arrival, s.device_id, s.ts, s.gateway_id
+)
+SELECT r.arrival, r.gateway_id, b.point_id, b.gateway_id AS bound_gateway
+FROM refused r
+LEFT JOIN bindings b ON b.device_id = r.device_id AND b.valid_from <= r.ts AND (b.valid_to IS NULL OR b.valid_to > r.ts)
 """
 _COUNT_UNKNOWN_DEVICES = """
 SELECT source, count(*) AS n FROM heartbeat_stage s
@@ -99,6 +117,15 @@ class BatchResult:
 class _Staged:
     message: Message
     heartbeat: Heartbeat
+    position: int = 0  # in a gateway's array
+
+    def refused(self, reason: str, detail: str) -> Rejection:
+        """A rejection made after decoding, against the registry: it carries this heartbeat's bytes only."""
+        return Rejection(reason, detail, element_raw(self.message.payload, self.position))
+
+
+# Rejections the sink makes against the registry, after staging: not duplicates, though not stored either.
+_REGISTRY_REASONS = ("kind_mismatch", "gateway_not_bound")
 
 
 class HeartbeatSink:
@@ -144,7 +171,8 @@ class HeartbeatSink:
             decoded = decode_message(message.payload, received_at=message.received_at,
                                      expected_device_id=message.expected_device_id,
                                      allow_array=message.allow_array, limits=self.limits)
-            staged += [_Staged(message, hb) for hb in decoded.accepted]
+            staged += [_Staged(message, hb, position)
+                       for hb, position in zip(decoded.accepted, decoded.positions, strict=True)]
             rejected += [(message, rejection) for rejection in decoded.rejected]
 
         attempt = 0
@@ -223,22 +251,29 @@ class HeartbeatSink:
                             copy.write_row((
                                 arrival, hb.device_id, hb.ts, hb.kind.value, hb.healthy, hb.status.value, hb.seq,
                                 _json(hb.checks), _json(hb.metrics), _json(hb.measurements),
-                                item.message.source, item.message.received_at))
-                    mismatches = cur.execute(_REMOVE_KIND_MISMATCHES).fetchall()
-                    for row in mismatches:
+                                item.message.source, item.message.received_at,
+                                None if item.message.gateway_id is None else _text(item.message.gateway_id)))
+                    refused = 0
+                    for row in cur.execute(_REMOVE_KIND_MISMATCHES).fetchall():
                         item = staged[row["arrival"]]
-                        rejected.append((item.message, Rejection(
-                            "kind_mismatch",
-                            f"device {item.heartbeat.device_id} reported kind {row['kind']!r}, "
-                            f"the registry says {row['registered_kind']!r}",
-                            item.message.payload)))
+                        rejected.append((item.message, item.refused(
+                            "kind_mismatch", f"device {item.heartbeat.device_id} reported kind {row['kind']!r}, "
+                            f"the registry says {row['registered_kind']!r}")))
+                        refused += 1
+                    # Most batches hold no gateway's message: no statement for them.
+                    if any(item.message.gateway_id is not None for item in staged):
+                        for row in cur.execute(_REMOVE_GATEWAY_NOT_BOUND).fetchall():
+                            item = staged[row["arrival"]]
+                            rejected.append((item.message, item.refused(
+                                "gateway_not_bound", _not_bound(item.heartbeat, row))))
+                            refused += 1
                     unknown_by_source.update({r["source"]: r["n"] for r in cur.execute(_COUNT_UNKNOWN_DEVICES)})
                     stored_by_source.update(r["source"] for r in cur.execute(_INSERT_HEARTBEATS).fetchall())
                     if self._marks_point_rollups and stored_by_source:
                         cur.execute(_MARK_POINT_ROLLUPS_STALE)
                     result.stored = stored_by_source.total()
                     result.unknown_device = unknown_by_source.total()
-                    result.duplicates = len(staged) - len(mismatches) - result.stored
+                    result.duplicates = len(staged) - refused - result.stored
                 if rejected:
                     with cur.copy(_COPY_DEAD_LETTERS) as copy:
                         for message, rejection in rejected:
@@ -255,7 +290,7 @@ def _record(staged: list[_Staged], rejected: list[tuple[Message, Rejection]], st
             unknown: Counter[str], seconds: float) -> None:
     """Counted per source: one batch may hold MQTT and Kafka messages (`--source both`)."""
     offered = Counter(item.message.source for item in staged)
-    refused = Counter(message.source for message, rejection in rejected if rejection.reason == "kind_mismatch")
+    refused = Counter(message.source for message, rejection in rejected if rejection.reason in _REGISTRY_REASONS)
     for source in offered:
         metrics.HEARTBEATS_STORED.labels(source).inc(stored[source])
         metrics.HEARTBEATS_DUPLICATE.labels(source).inc(offered[source] - refused[source] - stored[source])
@@ -264,6 +299,17 @@ def _record(staged: list[_Staged], rejected: list[tuple[Message, Rejection]], st
         metrics.DEAD_LETTERS.labels(message.source, rejection.reason).inc()
     metrics.BATCH_ROWS.observe(len(staged))
     metrics.BATCH_WRITE_SECONDS.observe(seconds)
+
+
+def _not_bound(hb: Heartbeat, row: dict) -> str:
+    who = f"gateway {row['gateway_id']!r}" if row["gateway_id"] else "a gateway without an id"
+    if row["point_id"] is None:
+        bound = "has no binding in force then"
+    elif row["bound_gateway"] is None:
+        bound = f"is bound to {row['point_id']} then, reporting for itself"
+    else:
+        bound = f"is bound to {row['point_id']} then, through gateway {row['bound_gateway']!r}"
+    return f"{who} reported device {hb.device_id} at ts {hb.ts.isoformat()}, which {bound}"
 
 
 def _record_latency(messages: list[Message], staged: list[_Staged]) -> None:

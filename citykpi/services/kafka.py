@@ -194,7 +194,7 @@ class KafkaBroker:
         with open(self.log_path, "ab") as log_file:
             self._log_offset = log_file.tell()
             if not (self.workdir / "data" / "meta.properties").exists():
-                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+                cluster_id = _cluster_id()
                 formatted = subprocess.run(
                     [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
                      "-c", str(config)], stdout=log_file, stderr=subprocess.STDOUT, timeout=120)
@@ -270,3 +270,12 @@ _live: set[KafkaBroker] = set()
 def _stop_leftover_brokers() -> None:
     for broker in list(_live):
         broker.stop()
+
+
+def _cluster_id() -> str:
+    """Kafka's form of a random UUID (base64url, unpadded), never starting with '-': the storage tool's
+    argument parser would read such an id as an option and fail, about one start in 64."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

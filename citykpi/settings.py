@@ -15,7 +15,8 @@ DEFAULT_HEARTBEAT_INTERVAL_S = {"air_monitor": 300, "water_monitor": 300, "waste
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CITYKPI_", extra="forbid")
+    # Empty means unset: docker compose passes `${CITYKPI_MQTT_CA_FILE:-}` as "" when .env leaves it out.
+    model_config = SettingsConfigDict(env_prefix="CITYKPI_", extra="forbid", env_ignore_empty=True)
 
     database_url: SecretStr | None = Field(
         None, description="PostgreSQL/TimescaleDB URL, e.g. postgresql://citykpi:secret@db:5432/citykpi")

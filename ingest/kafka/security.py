@@ -85,8 +85,8 @@ async def connection_problem(bootstrap: str, security: KafkaSecurity, *, timeout
             conn = await asyncio.wait_for(
                 create_conn(host, port, request_timeout_ms=int(timeout_s * 1000), **options), timeout_s)
         except _AUTHENTICATION_ERRORS as exc:
-            return (f"authentication failed at {host}:{port} ({security.describe()}): {exc.__class__.__name__}: "
-                    f"{exc}; check CITYKPI_KAFKA_USERNAME, CITYKPI_KAFKA_PASSWORD and CITYKPI_KAFKA_SASL_MECHANISM")
+            return (f"authentication failed at {host}:{port} ({security.describe()}): {exc}; "
+                    "check CITYKPI_KAFKA_USERNAME, CITYKPI_KAFKA_PASSWORD and CITYKPI_KAFKA_SASL_MECHANISM")
         except ssl.SSLCertVerificationError as exc:
             return (f"TLS: the certificate of {host}:{port} was not accepted ({exc.verify_message}); "
                     "is CITYKPI_KAFKA_CA_FILE the CA that signed it?")

@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
 from aiokafka.structs import TopicPartition
 
 from ingest import metrics
@@ -28,6 +35,7 @@ from ingest.message import Message
 log = logging.getLogger(__name__)
 
 _JSON_WHITESPACE = b" \t\r\n"
+_NOT_AUTHORIZED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError)
 
 
 class KafkaSource:
@@ -149,7 +157,10 @@ class KafkaSource:
                 delay = min(30.0, 0.5 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
                 if isinstance(exc, KafkaConnectionError) and not started:
                     await self._explain(exc, delay)
+                elif isinstance(exc, _NOT_AUTHORIZED):
+                    self._refused(exc, delay)
                 else:
+                    self.last_error = f"{exc.__class__.__name__}: {exc}"
                     log.warning("Kafka consumer failed (%s: %s); restarting in %.1f s; uncommitted records will be "
                                 "redelivered", exc.__class__.__name__, exc, delay)
                 try:
@@ -171,6 +182,15 @@ class KafkaSource:
         reason = await connection_problem(self.bootstrap, self.security) or f"{exc.__class__.__name__}: {exc}"
         if reason != self.last_error:
             log.error("Kafka consumer cannot join %s: %s; retrying in %.1f s", self.bootstrap, reason, delay)
+        self.last_error = reason
+
+    def _refused(self, exc: KafkaError, delay: float) -> None:
+        """Authenticated but not authorized: a person must add ACLs; say which, once per distinct cause."""
+        who = f"User:{self.security.username}" if self.security.uses_sasl else "this client's principal"
+        reason = (f"not authorized ({exc}); the Kafka ACLs must allow {who} to read topic {self.topic} and "
+                  f"group {self.group_id} (deploy/README.md, \"Kafka\")")
+        if reason != self.last_error:
+            log.error("Kafka consumer refused by %s: %s; retrying in %.1f s", self.bootstrap, reason, delay)
         self.last_error = reason
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:

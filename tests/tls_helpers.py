@@ -1,5 +1,6 @@
 """Throwaway certificate authorities and certificates for the TLS tests, made with the openssl command line."""
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ subjectKeyIdentifier = hash
 def _openssl() -> str:
     path = shutil.which("openssl")
     if path is None:
-        pytest.fail("the openssl command is needed to make the test certificates (Debian: apt-get install openssl)",
-                    pytrace=False)
+        message = "the openssl command is needed to make the test certificates (Debian: apt-get install openssl)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     return path
 
 

@@ -1,10 +1,11 @@
 """Configuration, read once at start-up from CITYKPI_* environment variables and validated."""
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVICE_KINDS = ("air_monitor", "water_monitor", "wastewater_station", "cctv", "wifi_ap", "bus_display")
@@ -14,13 +15,21 @@ DEFAULT_HEARTBEAT_INTERVAL_S = {"air_monitor": 300, "water_monitor": 300, "waste
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CITYKPI_", extra="forbid")
+    # Empty means unset: docker compose passes `${CITYKPI_MQTT_CA_FILE:-}` as "" when .env leaves it out.
+    model_config = SettingsConfigDict(env_prefix="CITYKPI_", extra="forbid", env_ignore_empty=True)
 
     database_url: SecretStr | None = Field(
         None, description="PostgreSQL/TimescaleDB URL, e.g. postgresql://citykpi:secret@db:5432/citykpi")
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker, mqtt://host:port")
     mqtt_username: str | None = Field(None, description="MQTT user name")
     mqtt_password: SecretStr | None = Field(None, description="MQTT password")
+    mqtt_ca_file: Path | None = Field(
+        None, description="mqtts:// only: CA certificate (PEM) the broker's certificate must chain to "
+        "(default: the system's CAs)")
+    mqtt_cert_file: Path | None = Field(
+        None, description="mqtts:// only: client certificate (PEM), for a broker that requires one (mutual TLS)")
+    mqtt_key_file: Path | None = Field(
+        None, description="private key (PEM, unencrypted) of CITYKPI_MQTT_CERT_FILE, unless that file holds it")
     mqtt_protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
     mqtt_client_id: str = Field(
         "citykpi-ingest", description="fixed client id: the broker keeps this session's unacknowledged messages")
@@ -34,6 +43,16 @@ class Settings(BaseSettings):
     kafka_topic: str = Field("heartbeats", description="Kafka topic carrying heartbeats")
     kafka_group_id: str = Field(
         "citykpi-ingest", description="Kafka consumer group: ingest processes sharing it split the partitions")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how to reach Kafka: SASL_SSL (password and TLS) anywhere but a closed network")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL_* only: how the user name and password are checked")
+    kafka_username: str | None = Field(None, description="SASL_* only: Kafka user name")
+    kafka_password: SecretStr | None = Field(
+        None, validate_default=True, description="SASL_* only: Kafka password")
+    kafka_ca_file: Path | None = Field(
+        None, description="SSL/SASL_SSL only: CA certificate (PEM) of the brokers' certificates "
+        "(default: the system's CAs)")
     kafka_max_in_flight: int = Field(
         10000, ge=1, description="Kafka messages handed to the sink and not yet stored, at most")
     kafka_commit_interval_s: float = Field(
@@ -81,6 +100,33 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file", "kafka_ca_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_file():
+            raise ValueError(f"{value}: no such file")
+        if info.field_name.startswith("mqtt_") and not info.data.get("mqtt_url", "").startswith("mqtts://"):
+            raise ValueError("is only used over TLS: CITYKPI_MQTT_URL must be mqtts://host:port")
+        if info.field_name == "mqtt_key_file" and info.data.get("mqtt_cert_file") is None:
+            raise ValueError("needs CITYKPI_MQTT_CERT_FILE, the certificate this key belongs to")
+        if info.field_name == "kafka_ca_file" and info.data.get("kafka_security_protocol") not in ("SSL", "SASL_SSL"):
+            raise ValueError("is only used over TLS: CITYKPI_KAFKA_SECURITY_PROTOCOL must be SSL or SASL_SSL")
+        return value
+
+    @field_validator("kafka_password")
+    @classmethod
+    def _sasl_credentials(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        sasl = info.data.get("kafka_security_protocol", "").startswith("SASL_")
+        if sasl and (value is None or not info.data.get("kafka_username")):
+            raise ValueError(f"{info.data['kafka_security_protocol']} needs CITYKPI_KAFKA_USERNAME and "
+                             "CITYKPI_KAFKA_PASSWORD")
+        if not sasl and (value is not None or info.data.get("kafka_username")):
+            raise ValueError("a Kafka user name and password need CITYKPI_KAFKA_SECURITY_PROTOCOL "
+                             "SASL_SSL or SASL_PLAINTEXT")
         return value
 
     @field_validator("registry_bounds")

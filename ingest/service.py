@@ -14,7 +14,9 @@ from citykpi.settings import Settings
 from ingest.decode import Limits
 from ingest.endpoint import OpsEndpoint
 from ingest.kafka import KafkaSource
+from ingest.kafka.security import KafkaSecurity
 from ingest.mqtt import MqttSource, parse_mqtt_url
+from ingest.mqtt.tls import MqttTls
 from ingest.pipeline import IngestWorker
 from ingest.sink import HeartbeatSink
 
@@ -32,7 +34,7 @@ def build_mqtt_source(settings: Settings) -> MqttSource:
     return MqttSource(
         settings.mqtt_url, client_id=settings.mqtt_client_id, topic_prefix=settings.mqtt_topic_prefix,
         protocol=settings.mqtt_protocol, receive_maximum=settings.mqtt_receive_maximum,
-        shared_group=settings.mqtt_shared_group,
+        shared_group=settings.mqtt_shared_group, tls=MqttTls.from_settings(settings),
         username=settings.mqtt_username,
         password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
 
@@ -41,7 +43,8 @@ def build_kafka_source(settings: Settings, *, clock: Callable[[], datetime] | No
     return KafkaSource(
         settings.kafka_bootstrap, topic=settings.kafka_topic, group_id=settings.kafka_group_id,
         max_in_flight=settings.kafka_max_in_flight, commit_interval_s=settings.kafka_commit_interval_s,
-        session_timeout_ms=settings.kafka_session_timeout_ms, clock=clock or (lambda: datetime.now(UTC)))
+        session_timeout_ms=settings.kafka_session_timeout_ms, security=KafkaSecurity.from_settings(settings),
+        clock=clock or (lambda: datetime.now(UTC)))
 
 
 class Ingest:
@@ -106,7 +109,8 @@ class Ingest:
         problems = self.failures()
         for source in self.sources:
             if not source.connected.is_set():
-                problems.append(f"{source.name}: not connected to the broker")
+                why = f" ({source.last_error})" if source.last_error else ""
+                problems.append(f"{source.name}: not connected to the broker{why}")
         if not self.sink.database_ok:
             problems.append("database: the last write failed; retrying")
         elif (reason := _database_unreachable(self.database_url)) is not None:
@@ -143,9 +147,10 @@ def _describe_sources(settings: Settings, sources: Sequence[str]) -> str:
     where = []
     if "mqtt" in sources:
         address = parse_mqtt_url(settings.mqtt_url)
-        where.append(f"MQTT {address.host}:{address.port}")
+        where.append(f"MQTT {address.host}:{address.port}" + (" over TLS" if address.tls else ""))
     if "kafka" in sources:
-        where.append(f"Kafka {settings.kafka_bootstrap} topic {settings.kafka_topic} group {settings.kafka_group_id}")
+        where.append(f"Kafka {settings.kafka_bootstrap} ({KafkaSecurity.from_settings(settings).describe()}) "
+                     f"topic {settings.kafka_topic} group {settings.kafka_group_id}")
     return " and ".join(where)
 
 

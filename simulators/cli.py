@@ -80,6 +80,8 @@ def _shares(args: argparse.Namespace):
 def _worker(args: argparse.Namespace, devices: Devices, gateways: Gateways, index: int, start: datetime,
             end: datetime, show_progress: bool) -> tuple[int, float]:
     from citykpi.progress import Progress
+    from ingest.kafka.security import KafkaSecurity
+    from ingest.mqtt.tls import MqttTls
     from simulators.run import backfill, build_fleet, live
     from simulators.transports import KafkaTransport, MqttTransport
 
@@ -88,8 +90,11 @@ def _worker(args: argparse.Namespace, devices: Devices, gateways: Gateways, inde
     fleet = build_fleet(devices, _shares(args), start, end, seed=args.seed, speed=speed, gateways=gateways)
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     transport = (MqttTransport(settings.mqtt_url, client_id=f"citykpi-simulator-{index}",
-                               username=settings.mqtt_username, password=password)
-                 if args.transport == "mqtt" else KafkaTransport(settings.kafka_bootstrap, settings.kafka_topic))
+                               username=settings.mqtt_username, password=password,
+                               tls=MqttTls.from_settings(settings))
+                 if args.transport == "mqtt" else
+                 KafkaTransport(settings.kafka_bootstrap, settings.kafka_topic,
+                                security=KafkaSecurity.from_settings(settings)))
     if args.backfill:
         progress = Progress("Gửi dữ liệu quá khứ", _expected_messages(devices, start, end)) if show_progress else None
         report = backfill(fleet, transport, start, end, seed=args.seed, progress=progress)

@@ -8,6 +8,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.mqtt.source import parse_mqtt_url
+from ingest.mqtt.tls import MqttTls, describe_connect_error
 
 
 class MqttPublisher:
@@ -15,13 +16,15 @@ class MqttPublisher:
 
     def __init__(self, url: str, *, client_id: str = "citykpi-simulator", topic_prefix: str = "devices",
                  max_inflight: int = 100, max_pending: int = 10000, username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, tls: MqttTls | None = None) -> None:
         address = parse_mqtt_url(url)
+        if tls is not None and tls != MqttTls() and not address.tls:
+            raise ValueError(f"MQTT TLS files are set but {url!r} is not an mqtts:// URL")
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
         if username:
             self._client.username_pw_set(username, password)
         if address.tls:
-            self._client.tls_set()
+            self._client.tls_set_context((tls or MqttTls()).context())
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
         # Unacknowledged messages are bounded here: past 65 535 of them paho's 16-bit message ids collide
@@ -30,7 +33,11 @@ class MqttPublisher:
         self._pending = 0
         self._acknowledged = threading.Condition()
         self._client.on_publish = self._on_publish
-        self._client.connect(address.host, address.port, keepalive=30)
+        try:
+            self._client.connect(address.host, address.port, keepalive=30)
+        except OSError as exc:
+            raise ConnectionError(f"MQTT publisher: {describe_connect_error(exc, address.host, address.port)}") \
+                from exc
         self._client.loop_start()
         self.topic_prefix = topic_prefix
 

@@ -5,6 +5,8 @@ import concurrent.futures
 import threading
 from typing import Protocol
 
+from ingest.kafka.security import KafkaSecurity, connection_problem
+from ingest.mqtt.tls import MqttTls
 from simulators.mqtt_publisher import MqttPublisher
 from simulators.stream import Outgoing
 
@@ -17,8 +19,8 @@ class Transport(Protocol):
 
 class MqttTransport:
     def __init__(self, url: str, *, client_id: str, username: str | None = None,
-                 password: str | None = None) -> None:
-        self._publisher = MqttPublisher(url, client_id=client_id, username=username, password=password)
+                 password: str | None = None, tls: MqttTls | None = None) -> None:
+        self._publisher = MqttPublisher(url, client_id=client_id, username=username, password=password, tls=tls)
 
     def send(self, message: Outgoing) -> None:
         self._publisher.publish_raw(message.topic, message.body)
@@ -30,8 +32,13 @@ class MqttTransport:
 class KafkaTransport:
     """aiokafka's producer on a private event loop, so that the simulator's loop stays synchronous."""
 
-    def __init__(self, bootstrap: str, topic: str, *, max_pending: int = 10000) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, max_pending: int = 10000,
+                 security: KafkaSecurity | None = None) -> None:
         from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import KafkaConnectionError
+
+        security = security or KafkaSecurity()
+        options = security.client_options()
 
         self.topic = topic
         self._loop = asyncio.new_event_loop()
@@ -45,11 +52,20 @@ class KafkaTransport:
 
         async def start() -> AIOKafkaProducer:
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                        max_batch_size=256 * 1024)
-            await producer.start()
+                                        max_batch_size=256 * 1024, **options)
+            try:
+                await producer.start()
+            except KafkaConnectionError as exc:
+                await producer.stop()
+                reason = await connection_problem(bootstrap, security) or str(exc)
+                raise ConnectionError(f"Kafka producer cannot connect to {bootstrap}: {reason}") from exc
             return producer
 
-        self._producer = asyncio.run_coroutine_threadsafe(start(), self._loop).result(60)
+        try:
+            self._producer = asyncio.run_coroutine_threadsafe(start(), self._loop).result(60)
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            raise
 
     def send(self, message: Outgoing) -> None:
         if self._errors:

@@ -53,3 +53,32 @@ def end_offsets(bootstrap: str, topic: str, partitions: int = 3) -> dict[int, in
         return {tp.partition: offset for tp, offset in ends.items()}
 
     return asyncio.run(run())
+
+
+# Kafka's protocol codes (org.apache.kafka.common.acl / resource): what `kafka-acls.sh` sends.
+RESOURCE = {"topic": 2, "group": 3}
+OPERATION = {"read": 3, "write": 4, "create": 5, "describe": 8}
+LITERAL, ALLOW = 3, 3
+
+
+def allow(bootstrap: str, admin_password: str, grants: list[tuple[str, str, str, str]]) -> None:
+    """Create ALLOW ACLs (principal, operation, resource type, resource name) as the broker's `admin`, as
+    `kafka-acls.sh --add --allow-principal … --operation … --topic|--group …` does."""
+    from aiokafka.conn import create_conn
+    from aiokafka.protocol.admin import CreateAclsRequest
+
+    host, _, port = bootstrap.rpartition(":")
+
+    async def run() -> None:
+        conn = await create_conn(host, int(port), security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
+                                 sasl_plain_username="admin", sasl_plain_password=admin_password)
+        try:
+            for principal, operation, resource, name in grants:
+                response = await conn.send(CreateAclsRequest(RESOURCE[resource], name, LITERAL, principal, "*",
+                                                             OPERATION[operation], ALLOW))
+                errors = [(code, text) for code, text in response.creation_responses if code != 0]
+                assert not errors, f"creating the ACL {principal} {operation} {resource} {name}: {errors}"
+        finally:
+            conn.close()
+
+    asyncio.run(run())

@@ -96,10 +96,18 @@ def _jar_version(jars: Path) -> str:
 
 
 class KafkaBroker:
-    """`with KafkaBroker(tmp_path) as kafka:` gives a ready broker at `kafka.bootstrap`, data in workdir."""
+    """`with KafkaBroker(tmp_path) as kafka:` gives a ready broker at `kafka.bootstrap`, data in workdir.
+
+    With `scram_users` ({name: password}) its only client listener is SASL_PLAINTEXT, SCRAM-SHA-512 or -256,
+    and those users exist from the start (created when the storage is formatted); `admin_password` is the
+    password of `admin`, the broker's own user. The controller listener stays PLAINTEXT on loopback.
+    With `authorizer` too, ACLs apply: `admin` (and the controller listener's ANONYMOUS, which the broker
+    itself uses to reach its controller) are super users, everyone else needs ACLs.
+    """
 
     def __init__(self, workdir: Path, *, port: int | None = None, jars: Path | None = None,
-                 startup_timeout_s: float = 90) -> None:
+                 startup_timeout_s: float = 90, scram_users: dict[str, str] | None = None,
+                 authorizer: bool = False) -> None:
         self.workdir = Path(workdir)
         self.port = port
         self.controller_port: int | None = None
@@ -109,6 +117,17 @@ class KafkaBroker:
         self._pick_ports = port is None
         self._process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self.scram_users = dict(scram_users) if scram_users is not None else None
+        self.admin_password = uuid.uuid4().hex
+        if authorizer and scram_users is None:
+            raise ValueError("ACLs need authenticated users: give scram_users too")
+        self.authorizer = authorizer
+        if self.scram_users is not None:
+            bad = [name for name, password in self.scram_users.items() if set(",[]=\"") & set(name + password)]
+            if bad:
+                raise ValueError(f"SCRAM user(s) {bad}: names and passwords may not contain , [ ] = or quotes")
+            self.scram_users.setdefault("admin", self.admin_password)
+            self.admin_password = self.scram_users["admin"]
 
     @property
     def bootstrap(self) -> str:
@@ -117,6 +136,10 @@ class KafkaBroker:
     @property
     def log_path(self) -> Path:
         return self.workdir / "kafka.log"
+
+    @property
+    def security_protocol(self) -> str:
+        return "PLAINTEXT" if self.scram_users is None else "SASL_PLAINTEXT"
 
     @property
     def pid(self) -> int | None:
@@ -160,12 +183,14 @@ class KafkaBroker:
             "node.id": "1",
             # 4.x dynamic quorum: the voter set is written by `format --standalone`, not listed here.
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+            "listeners": f"{self.security_protocol}://127.0.0.1:{self.port},"
+                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"{self.security_protocol}://127.0.0.1:{self.port},"
                                     f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": f"{self.security_protocol}:{self.security_protocol},"
+                                              "CONTROLLER:PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
+            "inter.broker.listener.name": self.security_protocol,
             "log.dirs": str(data),
             "num.partitions": "3",
             "auto.create.topics.enable": "true",
@@ -180,6 +205,19 @@ class KafkaBroker:
             "transaction.state.log.num.partitions": "1",
             "group.initial.rebalance.delay.ms": "0",
         }
+        if self.scram_users is not None:
+            login = ('org.apache.kafka.common.security.scram.ScramLoginModule required '
+                     f'username="admin" password="{self.admin_password}";')
+            settings.update({
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512,SCRAM-SHA-256",
+                "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+                # Each enabled mechanism needs its login entry, even one the broker never uses itself.
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": login,
+                "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": login,
+            })
+        if self.authorizer:
+            settings.update({"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                             "super.users": "User:admin;User:ANONYMOUS"})
         path = self.workdir / "server.properties"
         path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
         return path
@@ -197,7 +235,8 @@ class KafkaBroker:
                 cluster_id = _cluster_id()
                 formatted = subprocess.run(
                     [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-                     "-c", str(config)], stdout=log_file, stderr=subprocess.STDOUT, timeout=120)
+                     "-c", str(config), *self._scram_arguments()], stdout=log_file, stderr=subprocess.STDOUT,
+                    timeout=120)
                 if formatted.returncode != 0:
                     raise ServiceUnavailable(f"formatting Kafka storage failed\n{self._log_tail()}")
             self._process = subprocess.Popen(
@@ -210,6 +249,13 @@ class KafkaBroker:
         except (TimeoutError, ServiceUnavailable) as exc:
             self.stop()
             raise ServiceUnavailable(f"Kafka broker did not start: {exc}\n{self._log_tail()}") from exc
+
+    def _scram_arguments(self) -> list[str]:
+        arguments = []
+        for name, password in (self.scram_users or {}).items():
+            for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
+                arguments += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+        return arguments
 
     @staticmethod
     def _die_with_parent() -> list[str]:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from citykpi.services.errors import ServiceUnavailable
@@ -47,6 +48,22 @@ plugins:
 """
 
 
+@dataclass(frozen=True)
+class TlsListener:
+    """A second, TLS-only listener: the broker's certificate and key, and the CA its clients' certificates
+    must chain to when `require_certificate` (mutual TLS)."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    require_certificate: bool = False
+
+    def config(self, port: int) -> str:
+        return (f"listener {port} 127.0.0.1\ncafile {self.cafile}\ncertfile {self.certfile}\n"
+                f"keyfile {self.keyfile}\n"
+                f"require_certificate {'true' if self.require_certificate else 'false'}\n")
+
+
 def find_mosquitto() -> str | None:
     # Debian installs it in /usr/sbin, which a non-root user's PATH usually lacks.
     return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
@@ -55,12 +72,13 @@ def find_mosquitto() -> str | None:
 class LocalMqttBroker:
     """Start with `with LocalMqttBroker() as broker:`; `broker.url` is `mqtt://127.0.0.1:PORT`.
 
-    `implementation` is "mosquitto", "amqtt" or None (Mosquitto when on PATH, else amqtt).
+    `implementation` is "mosquitto", "amqtt" or None (Mosquitto when on PATH, else amqtt). With `tls`
+    (Mosquitto only) it also listens with TLS at `broker.tls_url`, `mqtts://127.0.0.1:TLS_PORT`.
     """
 
     def __init__(self, *, implementation: str | None = None, workdir: Path | None = None,
                  port: int | None = None, max_inflight: int = 1000, startup_timeout_s: float = 30,
-                 security: str | None = None) -> None:
+                 security: str | None = None, tls: TlsListener | None = None) -> None:
         self.implementation = implementation or ("mosquitto" if find_mosquitto() else "amqtt")
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="citykpi-mqtt-"))
@@ -69,11 +87,21 @@ class LocalMqttBroker:
         self.startup_timeout_s = startup_timeout_s
         # Mosquitto only: lines such as password_file/acl_file that replace anonymous access.
         self.security = security
+        if tls is not None and self.implementation != "mosquitto":
+            raise ServiceUnavailable("a TLS listener needs mosquitto (Debian: apt-get install mosquitto)")
+        self.tls = tls
+        self.tls_port = free_loopback_port() if tls is not None else None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        if self.tls_port is None:
+            raise ValueError("this broker has no TLS listener")
+        return f"mqtts://127.0.0.1:{self.tls_port}"
 
     @property
     def supports_mqtt5(self) -> bool:
@@ -92,6 +120,8 @@ class LocalMqttBroker:
             text = MOSQUITTO_CONF.format(port=self.port, workdir=self.workdir, max_inflight=self.max_inflight)
             if self.security:
                 text = text.replace("allow_anonymous true\n", "allow_anonymous false\n") + self.security
+            if self.tls is not None and self.tls_port is not None:
+                text += self.tls.config(self.tls_port)
             if os.geteuid() == 0:
                 # Mosquitto drops root for the 'mosquitto' account, which may not exist or own workdir.
                 text += f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
@@ -118,7 +148,7 @@ class LocalMqttBroker:
         if self._process is not None and self._process.poll() is not None:
             raise ServiceUnavailable(
                 f"{self.implementation} exited with {self._process.returncode}\n{self._log_tail()}")
-        return port_accepts(self.port)
+        return port_accepts(self.port) and (self.tls_port is None or port_accepts(self.tls_port))
 
     def _log_tail(self) -> str:
         return log_tail(self.log_path)

@@ -17,16 +17,25 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
 from aiokafka.structs import TopicPartition
 
 from ingest import metrics
 from ingest.kafka.offsets import OffsetTracker
+from ingest.kafka.security import KafkaSecurity, connection_problem
 from ingest.message import Message
 
 log = logging.getLogger(__name__)
 
 _JSON_WHITESPACE = b" \t\r\n"
+_NOT_AUTHORIZED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError)
 
 
 class KafkaSource:
@@ -41,7 +50,8 @@ class KafkaSource:
 
     def __init__(self, bootstrap: str, *, topic: str, group_id: str, client_id: str = "citykpi-ingest",
                  max_in_flight: int = 10000, commit_interval_s: float = 1.0, session_timeout_ms: int = 10000,
-                 revoke_drain_s: float = 10.0, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 revoke_drain_s: float = 10.0, security: KafkaSecurity | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.group_id = group_id
@@ -51,6 +61,11 @@ class KafkaSource:
         self.session_timeout_ms = session_timeout_ms
         self.revoke_drain_s = revoke_drain_s
         self.clock = clock
+        self.security = security or KafkaSecurity()
+        # Built now so that an unusable CA file stops the start, not every connection attempt.
+        self._client_options = self.security.client_options()
+        # Why the last attempt to join failed (a wrong password, say), for /readyz; None once joined.
+        self.last_error: str | None = None
         # Joining the group once proves nothing later; a metadata round trip every so often does.
         self.probe_interval_s = 5.0
         self._joined = False
@@ -118,10 +133,14 @@ class KafkaSource:
                 bootstrap_servers=self.bootstrap, group_id=self.group_id, client_id=self.client_id,
                 enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=self.session_timeout_ms,
                 # Members finish their revoke (drain, commit) before the group moves on.
-                rebalance_timeout_ms=max(self.session_timeout_ms, int(self.revoke_drain_s * 1000) + 5000))
+                rebalance_timeout_ms=max(self.session_timeout_ms, int(self.revoke_drain_s * 1000) + 5000),
+                **self._client_options)
             consumer.subscribe([self.topic], listener=_CommitOnRevoke(self, consumer))
+            started = False
             try:
                 await consumer.start()
+                started = True
+                self.last_error = None
                 if attempt:
                     metrics.RECONNECTS.labels("kafka").inc()
                     log.info("Kafka consumer reconnected to %s", self.bootstrap)
@@ -136,8 +155,14 @@ class KafkaSource:
             except KafkaError as exc:
                 attempt += 1
                 delay = min(30.0, 0.5 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
-                log.warning("Kafka consumer failed (%s: %s); restarting in %.1f s; uncommitted records will be "
-                            "redelivered", exc.__class__.__name__, exc, delay)
+                if isinstance(exc, KafkaConnectionError) and not started:
+                    await self._explain(exc, delay)
+                elif isinstance(exc, _NOT_AUTHORIZED):
+                    self._refused(exc, delay)
+                else:
+                    self.last_error = f"{exc.__class__.__name__}: {exc}"
+                    log.warning("Kafka consumer failed (%s: %s); restarting in %.1f s; uncommitted records will be "
+                                "redelivered", exc.__class__.__name__, exc, delay)
                 try:
                     await asyncio.wait_for(self._stop.wait(), delay)
                 except TimeoutError:
@@ -151,6 +176,22 @@ class KafkaSource:
                     await consumer.stop()
                 except KafkaError as exc:  # leaving the group failed; the group times us out instead
                     log.warning("Kafka consumer did not stop cleanly: %s", exc)
+
+    async def _explain(self, exc: KafkaError, delay: float) -> None:
+        """aiokafka's start() says only "Unable to bootstrap"; name the cause, once per distinct cause."""
+        reason = await connection_problem(self.bootstrap, self.security) or f"{exc.__class__.__name__}: {exc}"
+        if reason != self.last_error:
+            log.error("Kafka consumer cannot join %s: %s; retrying in %.1f s", self.bootstrap, reason, delay)
+        self.last_error = reason
+
+    def _refused(self, exc: KafkaError, delay: float) -> None:
+        """Authenticated but not authorized: a person must add ACLs; say which, once per distinct cause."""
+        who = f"User:{self.security.username}" if self.security.uses_sasl else "this client's principal"
+        reason = (f"not authorized ({exc}); the Kafka ACLs must allow {who} to read topic {self.topic} and "
+                  f"group {self.group_id} (deploy/README.md, \"Kafka\")")
+        if reason != self.last_error:
+            log.error("Kafka consumer refused by %s: %s; retrying in %.1f s", self.bootstrap, reason, delay)
+        self.last_error = reason
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         assert self._stop is not None and self._queue is not None

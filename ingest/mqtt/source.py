@@ -7,6 +7,7 @@ thread only blocks if the sink is far behind, and then the broker holds the back
 
 import logging
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from paho.mqtt.properties import Properties
 
 from ingest import metrics
 from ingest.message import Message
+from ingest.mqtt.tls import MqttTls, describe_connect_error
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +52,23 @@ class MqttSource:
     def __init__(self, url: str, *, client_id: str, topic_prefix: str = "devices",
                  gateway_prefix: str = "gateways", protocol: str = "5", receive_maximum: int = 1000,
                  username: str | None = None, password: str | None = None, shared_group: str | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 tls: MqttTls | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if shared_group is not None and protocol != "5":
             raise ValueError("CITYKPI_MQTT_SHARED_GROUP needs CITYKPI_MQTT_PROTOCOL=5: shared subscriptions are MQTT 5")
         self.shared_group = shared_group
         self.address = parse_mqtt_url(url)
+        if tls is not None and tls != MqttTls() and not self.address.tls:
+            raise ValueError(f"MQTT TLS files are set but {url!r} is not an mqtts:// URL")
         self.topic_prefix = topic_prefix.rstrip("/")
         self.gateway_prefix = gateway_prefix.rstrip("/")
         self.protocol = protocol
         self.receive_maximum = receive_maximum
         self.clock = clock
         self.connected = threading.Event()
+        # Why the last attempt to connect failed, for /readyz; None once connected.
+        self.last_error: str | None = None
+        self._answered = False  # the broker answered the current connection with a CONNACK, yes or no
+        self._client_certificate = tls is not None and tls.cert_file is not None
         self._accepting = threading.Event()
         # Counts connections. An acknowledgement is sent only on the connection that delivered the message:
         # after a reconnect the broker resends unacknowledged messages and may reuse their packet ids, so an
@@ -77,9 +85,10 @@ class MqttSource:
         if username:
             self._client.username_pw_set(username, password)
         if self.address.tls:
-            self._client.tls_set()
+            self._client.tls_set_context((tls or MqttTls()).context())
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -114,9 +123,11 @@ class MqttSource:
 
     def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object, reason_code: object,
                     _properties: object = None) -> None:
+        self._answered = True
         if getattr(reason_code, "is_failure", False):
-            log.error("MQTT connection refused: %s", reason_code)
+            self._failed(f"the broker refused the connection: {reason_code}")
             return
+        self.last_error = None
         client.subscribe([(topic, 1) for topic in self.subscriptions])
         self._connection += 1
         self._connects += 1
@@ -124,6 +135,16 @@ class MqttSource:
             metrics.RECONNECTS.labels("mqtt").inc()
         log.info("MQTT connected to %s:%d, subscribing to %s", self.address.host, self.address.port,
                  ", ".join(self.subscriptions))
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+        # paho calls this from inside its `except OSError` around the connect attempt and does not pass the
+        # exception on; a failed TLS handshake (an unknown CA, a wrong host name) is only visible here.
+        self._failed(describe_connect_error(sys.exception(), self.address.host, self.address.port))
+
+    def _failed(self, reason: str) -> None:
+        if reason != self.last_error:  # paho retries with backoff: say it once, not at every attempt
+            log.error("MQTT: %s; retrying", reason)
+        self.last_error = reason
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int, reason_codes: list,
                       _properties: object = None) -> None:
@@ -139,7 +160,13 @@ class MqttSource:
                        _properties: object = None) -> None:
         self.connected.clear()
         self._connection += 1
-        if getattr(reason_code, "is_failure", False):
+        answered, self._answered = self._answered, False
+        if not answered and getattr(reason_code, "is_failure", False):
+            # With TLS 1.3 a broker that wants a client certificate says so only after the handshake.
+            hint = ("; does the broker require a client certificate (CITYKPI_MQTT_CERT_FILE)?"
+                    if self.address.tls and not self._client_certificate else "")
+            self._failed(f"the connection was closed before the broker answered ({reason_code}){hint}")
+        elif getattr(reason_code, "is_failure", False):
             log.warning("MQTT connection lost (%s); paho reconnects with backoff", reason_code)
         else:
             log.info("MQTT disconnected")

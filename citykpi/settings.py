@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         9464, ge=0, le=65535, description="port of /metrics, /healthz and /readyz; 0 turns them off")
     api_max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="largest request body the API accepts")
+    api_public_reads: bool = Field(
+        True, description="false: every read of the API and its pages needs a valid agency token (Bearer)")
     heartbeat_interval_s: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_HEARTBEAT_INTERVAL_S),
         description="JSON {kind: seconds}, merged over the defaults: interval of a binding that names none")

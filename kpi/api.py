@@ -25,6 +25,7 @@ from kpi.export import evidence_dicts
 from kpi.forms.routes import add_forms_routes
 from kpi.indicators import FormIndicator, latest_complete_month, sensor_value
 from kpi.live import LiveCoverageCollector, live_coverage
+from kpi.read_access import Unauthorized, read_dependencies, unauthorized_response
 from kpi.rollups import RollupZoneMismatch
 from kpi.units import UnknownAdminUnit
 from kpi.web.routes import add_page_routes
@@ -40,7 +41,7 @@ class ApiError(Exception):
 
 
 class ErrorBody(BaseModel):
-    error: str = Field(description="bad_parameter, unknown_indicator, not_found or misconfigured")
+    error: str = Field(description="bad_parameter, unknown_indicator, not_found, unauthorized or misconfigured")
     parameter: str | None = Field(None, description="the query or path parameter at fault")
     detail: str
 
@@ -125,6 +126,10 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
         # A route rather than a mounted app: a mount answers /metrics with a redirect to /metrics/.
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
+        return unauthorized_response(exc)
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.error, exc.detail, exc.parameter)
@@ -156,12 +161,15 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
         except RollupZoneMismatch as exc:
             raise ApiError(500, "misconfigured", str(exc)) from None
 
+    reads = read_dependencies(settings.api_public_reads, connection)
+    read_responses = {} if settings.api_public_reads else {401: {"model": ErrorBody}}
     code_path = Path(description="indicator number in the decision's detailed table, e.g. 17")
     from_query = Query(alias="from", description="first local day, YYYY-MM-DD")
     to_query = Query(description="local day after the last, YYYY-MM-DD (half-open)")
     unit_query = Query(None, description="administrative unit code: that unit and its descendants")
 
-    @app.get("/v1/kpis", response_model=list[IndicatorSummary], summary="The catalog, with each sensor "
+    @app.get("/v1/kpis", response_model=list[IndicatorSummary], dependencies=reads, responses=read_responses,
+             summary="The catalog, with each sensor "
              "indicator's value for the latest complete month")
     def list_kpis() -> list[dict]:
         first, last = latest_complete_month(now(), settings)
@@ -174,22 +182,24 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
                         "unit": indicator.unit, "layer": indicator.layer, "kind": indicator.kind, "latest": latest})
         return out
 
-    @app.get("/v1/kpis/{code}", response_model=KpiValue, summary="One sensor indicator over [from, to)")
+    @app.get("/v1/kpis/{code}", response_model=KpiValue, dependencies=reads, responses=read_responses,
+             summary="One sensor indicator over [from, to)")
     def get_kpi(code: str = code_path, date_from: date = from_query, to: date = to_query,
                 admin_unit: str | None = unit_query) -> dict:
         return _value_body(value_of(code, date_from, to, admin_unit))
 
-    @app.get("/v1/kpis/{code}/evidence", response_model=EvidenceBody,
+    @app.get("/v1/kpis/{code}/evidence", response_model=EvidenceBody, dependencies=reads, responses=read_responses,
              summary="Every key point in the denominator: availability, covered, devices and their up-hours")
     def get_evidence(code: str = code_path, date_from: date = from_query, to: date = to_query,
                      admin_unit: str | None = unit_query) -> dict:
         value = value_of(code, date_from, to, admin_unit)
         return {**_value_body(value), "points": evidence_dicts(value)}
 
-    add_page_routes(app, connection, settings, catalog, now)
-    add_forms_routes(app, database_url, connection, settings, catalog, now)
+    add_page_routes(app, connection, settings, catalog, now, reads)
+    add_forms_routes(app, database_url, connection, settings, catalog, now, reads, read_responses)
 
-    @app.get("/v1/live", summary="Coverage now: a point is covered if a bound device of the kind sent a "
+    @app.get("/v1/live", dependencies=reads, responses=read_responses,
+             summary="Coverage now: a point is covered if a bound device of the kind sent a "
              "healthy heartbeat within 3 × its heartbeat interval")
     def get_live() -> dict:
         with connection() as conn:

@@ -1,5 +1,6 @@
-"""Form submissions and the full report over HTTP. Reads are open; every write needs an agency's token,
-is limited in size, and is recorded in the audit log whatever its outcome."""
+"""Form submissions and the full report over HTTP. Reads are open unless CITYKPI_API_PUBLIC_READS=false
+(kpi/read_access.py); every write needs an agency's token, is limited in size, and is recorded in the audit log
+whatever its outcome."""
 
 import tempfile
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from urllib.parse import unquote
 import psycopg
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.params import Depends
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from citykpi.db import connect
@@ -19,6 +21,7 @@ from kpi.catalog import Catalog
 from kpi.forms.periods import parse_period
 from kpi.forms.store import store_submission
 from kpi.forms.submission import SubmissionError, parse_submission
+from kpi.read_access import REALM
 from kpi.report import build_report, render
 from kpi.tokens import TokenHolder, audit, holder_of
 
@@ -28,9 +31,11 @@ SUFFIX_FOR = {"application/json": ".json", "text/csv": ".csv",
 
 def add_forms_routes(app: FastAPI, database_url: str,
                      connection: Callable[[], AbstractContextManager[psycopg.Connection]],
-                     settings: Settings, catalog: Catalog, now: Callable[[], datetime]) -> None:
+                     settings: Settings, catalog: Catalog, now: Callable[[], datetime], reads: list[Depends],
+                     read_responses: dict) -> None:
 
-    @app.get("/v1/report", summary="All indicators of the set for a period (json, csv or md)")
+    @app.get("/v1/report", dependencies=reads, responses=read_responses,
+             summary="All indicators of the set for a period (json, csv or md)")
     def get_report(period: str = Query(description="2026, 2026-Q1 or 2026-03"),
                    format: str = Query("json", pattern="^(json|csv|md)$")) -> Response:
         try:
@@ -60,14 +65,16 @@ def add_forms_routes(app: FastAPI, database_url: str,
             scheme, _, token = headers.get("authorization", "").partition(" ")
             holder = holder_of(conn, token.strip()) if scheme.lower() == "bearer" else None
 
-            def answer(status: int, payload: dict) -> JSONResponse:
+            def answer(status: int, payload: dict, headers: dict | None = None) -> JSONResponse:
                 audit(conn, action="forms.submit", remote=remote, status=status, holder=holder,
                       detail={k: v for k, v in payload.items() if k != "problems"} | {"file": filename})
-                return JSONResponse(payload, status)
+                return JSONResponse(payload, status, headers=headers)
 
             if holder is None:
+                challenge = REALM + (', error="invalid_token"' if scheme.lower() == "bearer" and token.strip() else "")
                 return answer(401, {"error": "unauthorized", "detail": "a valid agency token is required "
-                                    "(Authorization: Bearer …); ask the administrator: citykpi tokens create"})
+                                    "(Authorization: Bearer …); ask the administrator: citykpi tokens create"},
+                              {"WWW-Authenticate": challenge})
             if body is None:
                 return answer(413, {"error": "too_large", "detail": f"body over {settings.api_max_body_bytes} bytes"})
             suffix = SUFFIX_FOR.get(headers.get("content-type", "").split(";")[0].strip())

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import psycopg
 from fastapi import FastAPI, Query
+from fastapi.params import Depends
 from fastapi.responses import HTMLResponse
 
 from citykpi.settings import Settings
@@ -29,14 +30,14 @@ def _trail(period: Period, count: int) -> list[Period]:
 
 
 def add_page_routes(app: FastAPI, connection: Callable[[], AbstractContextManager[psycopg.Connection]],
-                    settings: Settings, catalog: Catalog, now: Callable[[], datetime]) -> None:
+                    settings: Settings, catalog: Catalog, now: Callable[[], datetime], reads: list[Depends]) -> None:
     def period_of(text: str | None) -> Period:
         try:
             return parse_period(text or str(now().astimezone(settings.zone).year))
         except ValueError as exc:
             raise _BadPage(str(exc)) from None
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False, dependencies=reads)
     def report_page(period: str | None = Query(None, description="2026, 2026-Q1 or 2026-03")) -> HTMLResponse:
         try:
             chosen = period_of(period)
@@ -53,7 +54,7 @@ def add_page_routes(app: FastAPI, connection: Callable[[], AbstractContextManage
             catalog, chosen, rows, trends,
             lambda code: f"/kpi/{code}/evidence?period={chosen.label}", years))
 
-    @app.get("/kpi/{code}/evidence", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/kpi/{code}/evidence", response_class=HTMLResponse, include_in_schema=False, dependencies=reads)
     def evidence_page(code: str, period: str | None = None) -> HTMLResponse:
         try:
             chosen = period_of(period)

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from citykpi.settings import Settings
 from kpi.catalog import Catalog, UnknownIndicator, load_catalog
 from kpi.export import evidence_dicts
+from kpi.forms.periods import MAX_YEAR, MIN_YEAR
 from kpi.forms.routes import add_forms_routes
 from kpi.indicators import FormIndicator, latest_complete_month, sensor_value
 from kpi.live import LiveCoverageCollector, live_coverage
@@ -32,6 +33,7 @@ from kpi.web.routes import add_page_routes
 
 # A period longer than this is refused: it would hold a connection for minutes on a large province.
 MAX_PERIOD = timedelta(days=400)
+FIRST_DAY, LAST_DAY = date(MIN_YEAR, 1, 1), date(MAX_YEAR + 1, 1, 1)
 
 
 class ApiError(Exception):
@@ -146,6 +148,10 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
     def value_of(code: str, date_from: date, date_to: date, admin_unit: str | None):
         if date_to <= date_from:
             raise ApiError(400, "bad_parameter", f"to ({date_to}) must be after from ({date_from})", "to")
+        for name, day in (("from", date_from), ("to", date_to)):
+            # A local day at the ends of the calendar has UTC bounds the date type cannot hold.
+            if not FIRST_DAY <= day <= LAST_DAY:
+                raise ApiError(400, "bad_parameter", f"{name} must lie between {FIRST_DAY} and {LAST_DAY}", name)
         if date_to - date_from > MAX_PERIOD:
             raise ApiError(400, "bad_parameter", f"a period may span at most {MAX_PERIOD.days} days", "to")
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import psycopg
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -21,12 +21,29 @@ from kpi.catalog import Catalog
 from kpi.forms.periods import parse_period
 from kpi.forms.store import store_submission
 from kpi.forms.submission import SubmissionError, parse_submission
-from kpi.read_access import REALM
+from kpi.read_access import REALM, bearer
 from kpi.report import build_report, render
 from kpi.tokens import TokenHolder, audit, holder_of
 
 SUFFIX_FOR = {"application/json": ".json", "text/csv": ".csv",
               "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx"}
+# The body is read as bytes (to bound it before parsing), so FastAPI cannot describe it: this does, for /docs
+# and for clients generated from the OpenAPI document.
+SUBMISSION_BODY = {"required": True, "content": {
+    "application/json": {"schema": {
+        "type": "object", "required": ["period", "agency", "indicators"],
+        "properties": {
+            "period": {"type": "string", "description": "2026, 2026-Q1 or 2026-03"},
+            "agency": {"type": "string", "description": "agency id or its Vietnamese name"},
+            "reporting_unit": {"type": "string"},
+            "indicators": {"type": "object", "description": "indicator code: {values: {input: value}}",
+                           "additionalProperties": {"type": "object", "properties": {"values": {"type": "object"}}}}},
+    }, "example": {"period": "2026", "agency": "so-yt-gia-lai", "reporting_unit": "", "indicators": {
+        "10": {"values": {"residents_with_electronic_record": 1450000, "population": 3120000}}}}},
+    "text/csv": {"schema": {"type": "string", "description": "the CSV template (citykpi forms template)"}},
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+        "schema": {"type": "string", "format": "binary", "description": "the XLSX template, filled in"}},
+}}
 
 
 def add_forms_routes(app: FastAPI, database_url: str,
@@ -48,7 +65,9 @@ def add_forms_routes(app: FastAPI, database_url: str,
         media = {"json": "application/json", "csv": "text/csv", "md": "text/markdown"}[format]
         return PlainTextResponse(text, media_type=f"{media}; charset=utf-8")
 
-    @app.post("/v1/forms/submissions", status_code=201,
+    # `bearer` only describes the scheme in the OpenAPI document: _submit checks the token itself, to audit refusals.
+    @app.post("/v1/forms/submissions", status_code=201, openapi_extra={"requestBody": SUBMISSION_BODY},
+              dependencies=[Security(bearer)],
               summary="Submit a filled-in template (CSV, JSON or XLSX body); needs the agency's bearer token")
     async def submit(request: Request, x_submitted_by: str | None = Header(None),
                      x_filename: str | None = Header(None)) -> JSONResponse:

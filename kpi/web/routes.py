@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
+from html import escape
 
 import psycopg
 from fastapi import FastAPI, Query
@@ -13,7 +14,7 @@ from citykpi.settings import Settings
 from kpi.catalog import Catalog, UnknownIndicator
 from kpi.export import evidence_dicts
 from kpi.forms.periods import Period, parse_period
-from kpi.indicators import sensor_value
+from kpi.indicators import FormIndicator, sensor_value
 from kpi.report import build_report
 from kpi.web.evidence_page import render_evidence_page
 from kpi.web.report_page import render_report_page
@@ -42,7 +43,7 @@ def add_page_routes(app: FastAPI, connection: Callable[[], AbstractContextManage
         try:
             chosen = period_of(period)
         except _BadPage as exc:
-            return HTMLResponse(f"<p>{exc}</p>", status_code=400)
+            return HTMLResponse(f"<p>{escape(str(exc))}</p>", status_code=400)
         trail = _trail(chosen, TREND_PERIODS)
         with connection() as conn:
             reports = {p.label: build_report(conn, catalog, p, settings=settings, now=now()) for p in trail}
@@ -59,13 +60,16 @@ def add_page_routes(app: FastAPI, connection: Callable[[], AbstractContextManage
         try:
             chosen = period_of(period)
         except _BadPage as exc:
-            return HTMLResponse(f"<p>{exc}</p>", status_code=400)
+            return HTMLResponse(f"<p>{escape(str(exc))}</p>", status_code=400)
         try:
             with connection() as conn:
                 value = sensor_value(conn, code, chosen.start, chosen.end, settings=settings, catalog=catalog,
                                      now=now())
         except UnknownIndicator as exc:
-            return HTMLResponse(f"<p>{exc}</p>", status_code=404)
+            return HTMLResponse(f"<p>{escape(str(exc))}</p>", status_code=404)
+        except FormIndicator as exc:
+            # Submitted figures have no heartbeats behind them: the report page shows their files instead.
+            return HTMLResponse(f"<p>{escape(str(exc))}</p>", status_code=404)
         return HTMLResponse(render_evidence_page(value, evidence_dicts(value), f"/?period={chosen.label}"))
 
 

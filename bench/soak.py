@@ -41,6 +41,7 @@ from ingest.mqtt import parse_mqtt_url
 from simulators.mqtt_publisher import MqttPublisher
 
 DEVICES = 1000
+BAD_REASONS = ("not_json", "not_utf8", "schema", "ts_future")
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -55,8 +56,13 @@ class Published:
         return self.good + self.bad
 
 
+def _good_message(n: int, device: str, ts_ms: int) -> bytes:
+    return json.dumps({"device_id": device, "kind": "cctv", "ts": ts_ms, "seq": n, "checks": {"stream_ok": True},
+                       "metrics": {"fps": 25}}).encode()
+
+
 def _bad_message(n: int, device: str) -> bytes:
-    """One of four rejections the ingest must dead-letter (not_json, not_utf8, schema, ts_future)."""
+    """One of four rejections the ingest must dead-letter (BAD_REASONS, in turn)."""
     match n % 4:
         case 0:
             return b'{"device_id": "' + device.encode() + b'", "kind": "cctv", "ts": '
@@ -111,8 +117,7 @@ class Load(threading.Thread):
         # Strictly increasing per device: two heartbeats of one device in one millisecond would be one row.
         ts = max(int(time.time() * 1000), self.last_ts.get(device, 0) + 1)
         self.last_ts[device] = ts
-        body = json.dumps({"device_id": device, "kind": "cctv", "ts": ts, "seq": n,
-                           "checks": {"stream_ok": True}, "metrics": {"fps": 25}}).encode()
+        body = _good_message(n, device, ts)
         self.publisher.publish_raw(topic, body)
         self.last_good[device] = body
         with self.counts.lock:

@@ -175,8 +175,7 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
     unit_query = Query(None, description="administrative unit code: that unit and its descendants")
 
     @app.get("/v1/kpis", response_model=list[IndicatorSummary], dependencies=reads, responses=read_responses,
-             summary="The catalog, with each sensor "
-             "indicator's value for the latest complete month")
+             summary="The catalog, with each sensor indicator's value for the latest complete month")
     def list_kpis() -> list[dict]:
         first, last = latest_complete_month(now(), settings)
         out = []

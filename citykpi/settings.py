@@ -86,6 +86,8 @@ class Settings(BaseSettings):
         60.0, ge=0, description="`citykpi serve` refreshes the point rollups this often (0: never; then run "
         "`citykpi kpi refresh`); until then readers compute stale days per device, exact but slower")
     api_max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="largest request body the API accepts")
+    api_public_reads: bool = Field(
+        True, description="false: every read of the API and its pages needs a valid agency token (Bearer)")
     heartbeat_interval_s: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_HEARTBEAT_INTERVAL_S),
         description="JSON {kind: seconds}, merged over the defaults: interval of a binding that names none")

@@ -22,16 +22,19 @@ from starlette.exceptions import HTTPException
 from citykpi.settings import Settings
 from kpi.catalog import Catalog, UnknownIndicator, load_catalog
 from kpi.export import evidence_dicts
+from kpi.forms.periods import MAX_YEAR, MIN_YEAR
 from kpi.forms.routes import add_forms_routes
 from kpi.indicators import FormIndicator, latest_complete_month, sensor_value
 from kpi.live import LiveCoverageCollector, live_coverage
 from kpi.point_rollups import PointRollupRefresher
+from kpi.read_access import Unauthorized, read_dependencies, unauthorized_response
 from kpi.rollups import RollupZoneMismatch
 from kpi.web.routes import add_page_routes
 from registry.tree import UnknownAdminUnit
 
 # A period longer than this is refused: it would hold a connection for minutes on a large province.
 MAX_PERIOD = timedelta(days=400)
+FIRST_DAY, LAST_DAY = date(MIN_YEAR, 1, 1), date(MAX_YEAR + 1, 1, 1)
 
 
 class ApiError(Exception):
@@ -41,7 +44,7 @@ class ApiError(Exception):
 
 
 class ErrorBody(BaseModel):
-    error: str = Field(description="bad_parameter, unknown_indicator, not_found or misconfigured")
+    error: str = Field(description="bad_parameter, unknown_indicator, not_found, unauthorized or misconfigured")
     parameter: str | None = Field(None, description="the query or path parameter at fault")
     detail: str
 
@@ -135,6 +138,10 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
         # A route rather than a mounted app: a mount answers /metrics with a redirect to /metrics/.
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
+        return unauthorized_response(exc)
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.error, exc.detail, exc.parameter)
@@ -151,6 +158,10 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
     def value_of(code: str, date_from: date, date_to: date, admin_unit: str | None, devices: bool = False):
         if date_to <= date_from:
             raise ApiError(400, "bad_parameter", f"to ({date_to}) must be after from ({date_from})", "to")
+        for name, day in (("from", date_from), ("to", date_to)):
+            # A local day at the ends of the calendar has UTC bounds the date type cannot hold.
+            if not FIRST_DAY <= day <= LAST_DAY:
+                raise ApiError(400, "bad_parameter", f"{name} must lie between {FIRST_DAY} and {LAST_DAY}", name)
         if date_to - date_from > MAX_PERIOD:
             raise ApiError(400, "bad_parameter", f"a period may span at most {MAX_PERIOD.days} days", "to")
         try:
@@ -166,13 +177,15 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
         except RollupZoneMismatch as exc:
             raise ApiError(500, "misconfigured", str(exc)) from None
 
+    reads = read_dependencies(settings.api_public_reads, connection)
+    read_responses = {} if settings.api_public_reads else {401: {"model": ErrorBody}}
     code_path = Path(description="indicator number in the decision's detailed table, e.g. 17")
     from_query = Query(alias="from", description="first local day, YYYY-MM-DD")
     to_query = Query(description="local day after the last, YYYY-MM-DD (half-open)")
     unit_query = Query(None, description="administrative unit code: that unit and its descendants")
 
-    @app.get("/v1/kpis", response_model=list[IndicatorSummary], summary="The catalog, with each sensor "
-             "indicator's value for the latest complete month")
+    @app.get("/v1/kpis", response_model=list[IndicatorSummary], dependencies=reads, responses=read_responses,
+             summary="The catalog, with each sensor indicator's value for the latest complete month")
     def list_kpis() -> list[dict]:
         first, last = latest_complete_month(now(), settings)
         out = []
@@ -184,22 +197,24 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
                         "unit": indicator.unit, "layer": indicator.layer, "kind": indicator.kind, "latest": latest})
         return out
 
-    @app.get("/v1/kpis/{code}", response_model=KpiValue, summary="One sensor indicator over [from, to)")
+    @app.get("/v1/kpis/{code}", response_model=KpiValue, dependencies=reads, responses=read_responses,
+             summary="One sensor indicator over [from, to)")
     def get_kpi(code: str = code_path, date_from: date = from_query, to: date = to_query,
                 admin_unit: str | None = unit_query) -> dict:
         return _value_body(value_of(code, date_from, to, admin_unit))
 
-    @app.get("/v1/kpis/{code}/evidence", response_model=EvidenceBody,
+    @app.get("/v1/kpis/{code}/evidence", response_model=EvidenceBody, dependencies=reads, responses=read_responses,
              summary="Every key point in the denominator: availability, covered, devices and their up-hours")
     def get_evidence(code: str = code_path, date_from: date = from_query, to: date = to_query,
                      admin_unit: str | None = unit_query) -> dict:
         value = value_of(code, date_from, to, admin_unit, devices=True)
         return {**_value_body(value), "points": evidence_dicts(value)}
 
-    add_page_routes(app, connection, settings, catalog, now)
-    add_forms_routes(app, database_url, connection, settings, catalog, now)
+    add_page_routes(app, connection, settings, catalog, now, reads)
+    add_forms_routes(app, database_url, connection, settings, catalog, now, reads, read_responses)
 
-    @app.get("/v1/live", summary="Coverage now: a point is covered if a bound device of the kind sent a "
+    @app.get("/v1/live", dependencies=reads, responses=read_responses,
+             summary="Coverage now: a point is covered if a bound device of the kind sent a "
              "healthy heartbeat within 3 × its heartbeat interval")
     def get_live() -> dict:
         with connection() as conn:

@@ -84,6 +84,12 @@ def test_metrics_exposes_live_gauges(api: TestClient) -> None:
     ("/v1/kpis/17", {"from": "2026-10-01", "to": "2026-10-02", "admin_unit": "999"}, "admin_unit"),
     ("/v1/kpis/5", {"from": "2026-10-01", "to": "2026-10-02"}, "code"),
     ("/v1/kpis/17/evidence", {"from": "2026-10-01", "to": "yesterday"}, "to"),
+    # Found by schemathesis (tests/test_api_schemathesis.py) as 500s: days whose UTC bounds overflow, and
+    # years whose previous period does not exist.
+    ("/v1/kpis/17", {"from": "0001-01-01", "to": "0001-01-02"}, "from"),
+    ("/v1/kpis/17/evidence", {"from": "9998-12-31", "to": "9999-12-31"}, "to"),
+    ("/v1/report", {"period": "0001"}, "period"),
+    ("/v1/report", {"period": "1899-Q4"}, "period"),
 ])
 def test_a_bad_parameter_is_a_400_naming_it(api: TestClient, path: str, params: dict, parameter: str) -> None:
     response = api.get(path, params=params)
@@ -132,3 +138,17 @@ def test_citykpi_serve_answers_over_http(database_url: str) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_pages_refuse_what_they_cannot_show_without_a_server_error(api: TestClient) -> None:
+    # Found by tests/test_api_schemathesis.py: a form indicator's evidence page and year 0001 were 500s.
+    form = api.get("/kpi/5/evidence", params={"period": "2026"})
+    year_one = api.get("/", params={"period": "0001"})
+    assert (form.status_code, year_one.status_code) == (404, 400)
+    assert "form-based" in form.text and "between 1900 and 9998" in year_one.text
+
+
+def test_a_page_error_does_not_echo_markup(api: TestClient) -> None:
+    response = api.get("/", params={"period": "<script>alert(1)</script>"})
+    assert response.status_code == 400
+    assert "<script>" not in response.text and "&lt;script&gt;" in response.text

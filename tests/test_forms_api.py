@@ -76,8 +76,9 @@ def test_a_token_scoped_to_some_indicators_is_refused_the_others(api: TestClient
 def test_no_token_a_wrong_token_or_a_revoked_one_is_unauthorized(api: TestClient, db: psycopg.Connection) -> None:
     token_id, token = create_token(db, "so-yt-gia-lai")
     revoke_token(db, token_id, now=NOW)
-    statuses = [_post(api, HEALTH_FILE, t).status_code for t in (None, "ckpi_guess", token)]
-    assert statuses == [401, 401, 401]
+    responses = [_post(api, HEALTH_FILE, t) for t in (None, "ckpi_guess", token)]
+    assert [(r.status_code, r.headers["www-authenticate"]) for r in responses] == [
+        (401, 'Bearer realm="citykpi"')] + [(401, 'Bearer realm="citykpi", error="invalid_token"')] * 2
     assert _audit(db) == [("forms.submit", 401, None)] * 3
 
 

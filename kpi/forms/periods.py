@@ -5,6 +5,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 _PATTERN = re.compile(r"^(\d{4})(?:-Q([1-4])|-(0[1-9]|1[0-2]))?$")
+# Reports look back (the previous period, a trend over five) and a period ends on the day after it: both must
+# stay inside the calendar the date type knows (years 1 to 9999).
+MIN_YEAR, MAX_YEAR = 1900, 9998
 
 
 @dataclass(frozen=True, order=True)
@@ -27,6 +30,8 @@ def parse_period(text: str) -> Period:
     if match is None:
         raise ValueError(f"{text!r} is not a period: write a year (2026), a quarter (2026-Q1) or a month (2026-03)")
     year, quarter, month = int(match.group(1)), match.group(2), match.group(3)
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise ValueError(f"{text!r}: the year must be between {MIN_YEAR} and {MAX_YEAR}")
     if quarter:
         first = 3 * (int(quarter) - 1) + 1
         start, end = date(year, first, 1), _month_after(year, first + 2)

@@ -1,5 +1,6 @@
-"""Form submissions and the full report over HTTP. Reads are open; every write needs an agency's token,
-is limited in size, and is recorded in the audit log whatever its outcome."""
+"""Form submissions and the full report over HTTP. Reads are open unless CITYKPI_API_PUBLIC_READS=false
+(kpi/read_access.py); every write needs an agency's token, is limited in size, and is recorded in the audit log
+whatever its outcome."""
 
 import tempfile
 from collections.abc import Callable
@@ -9,8 +10,9 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import psycopg
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
+from fastapi.params import Depends
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from citykpi.db import connect
@@ -19,18 +21,38 @@ from kpi.catalog import Catalog
 from kpi.forms.periods import parse_period
 from kpi.forms.store import store_submission
 from kpi.forms.submission import SubmissionError, parse_submission
+from kpi.read_access import REALM, bearer
 from kpi.report import build_report, render
 from kpi.tokens import TokenHolder, audit, holder_of
 
 SUFFIX_FOR = {"application/json": ".json", "text/csv": ".csv",
               "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx"}
+# The body is read as bytes (to bound it before parsing), so FastAPI cannot describe it: this does, for /docs
+# and for clients generated from the OpenAPI document.
+SUBMISSION_BODY = {"required": True, "content": {
+    "application/json": {"schema": {
+        "type": "object", "required": ["period", "agency", "indicators"],
+        "properties": {
+            "period": {"type": "string", "description": "2026, 2026-Q1 or 2026-03"},
+            "agency": {"type": "string", "description": "agency id or its Vietnamese name"},
+            "reporting_unit": {"type": "string"},
+            "indicators": {"type": "object", "description": "indicator code: {values: {input: value}}",
+                           "additionalProperties": {"type": "object", "properties": {"values": {"type": "object"}}}}},
+    }, "example": {"period": "2026", "agency": "so-yt-gia-lai", "reporting_unit": "", "indicators": {
+        "10": {"values": {"residents_with_electronic_record": 1450000, "population": 3120000}}}}},
+    "text/csv": {"schema": {"type": "string", "description": "the CSV template (citykpi forms template)"}},
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+        "schema": {"type": "string", "format": "binary", "description": "the XLSX template, filled in"}},
+}}
 
 
 def add_forms_routes(app: FastAPI, database_url: str,
                      connection: Callable[[], AbstractContextManager[psycopg.Connection]],
-                     settings: Settings, catalog: Catalog, now: Callable[[], datetime]) -> None:
+                     settings: Settings, catalog: Catalog, now: Callable[[], datetime], reads: list[Depends],
+                     read_responses: dict) -> None:
 
-    @app.get("/v1/report", summary="All indicators of the set for a period (json, csv or md)")
+    @app.get("/v1/report", dependencies=reads, responses=read_responses,
+             summary="All indicators of the set for a period (json, csv or md)")
     def get_report(period: str = Query(description="2026, 2026-Q1 or 2026-03"),
                    format: str = Query("json", pattern="^(json|csv|md)$")) -> Response:
         try:
@@ -43,7 +65,9 @@ def add_forms_routes(app: FastAPI, database_url: str,
         media = {"json": "application/json", "csv": "text/csv", "md": "text/markdown"}[format]
         return PlainTextResponse(text, media_type=f"{media}; charset=utf-8")
 
-    @app.post("/v1/forms/submissions", status_code=201,
+    # `bearer` only describes the scheme in the OpenAPI document: _submit checks the token itself, to audit refusals.
+    @app.post("/v1/forms/submissions", status_code=201, openapi_extra={"requestBody": SUBMISSION_BODY},
+              dependencies=[Security(bearer)],
               summary="Submit a filled-in template (CSV, JSON or XLSX body); needs the agency's bearer token")
     async def submit(request: Request, x_submitted_by: str | None = Header(None),
                      x_filename: str | None = Header(None)) -> JSONResponse:
@@ -60,14 +84,16 @@ def add_forms_routes(app: FastAPI, database_url: str,
             scheme, _, token = headers.get("authorization", "").partition(" ")
             holder = holder_of(conn, token.strip()) if scheme.lower() == "bearer" else None
 
-            def answer(status: int, payload: dict) -> JSONResponse:
+            def answer(status: int, payload: dict, headers: dict | None = None) -> JSONResponse:
                 audit(conn, action="forms.submit", remote=remote, status=status, holder=holder,
                       detail={k: v for k, v in payload.items() if k != "problems"} | {"file": filename})
-                return JSONResponse(payload, status)
+                return JSONResponse(payload, status, headers=headers)
 
             if holder is None:
+                challenge = REALM + (', error="invalid_token"' if scheme.lower() == "bearer" and token.strip() else "")
                 return answer(401, {"error": "unauthorized", "detail": "a valid agency token is required "
-                                    "(Authorization: Bearer …); ask the administrator: citykpi tokens create"})
+                                    "(Authorization: Bearer …); ask the administrator: citykpi tokens create"},
+                              {"WWW-Authenticate": challenge})
             if body is None:
                 return answer(413, {"error": "too_large", "detail": f"body over {settings.api_max_body_bytes} bytes"})
             suffix = SUFFIX_FOR.get(headers.get("content-type", "").split(";")[0].strip())

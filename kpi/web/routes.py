@@ -3,16 +3,18 @@
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
+from html import escape
 
 import psycopg
 from fastapi import FastAPI, Query
+from fastapi.params import Depends
 from fastapi.responses import HTMLResponse
 
 from citykpi.settings import Settings
 from kpi.catalog import Catalog, UnknownIndicator
 from kpi.export import evidence_dicts
 from kpi.forms.periods import Period, parse_period
-from kpi.indicators import sensor_value
+from kpi.indicators import FormIndicator, sensor_value
 from kpi.report import build_report
 from kpi.web.evidence_page import render_evidence_page
 from kpi.web.report_page import render_report_page
@@ -29,19 +31,19 @@ def _trail(period: Period, count: int) -> list[Period]:
 
 
 def add_page_routes(app: FastAPI, connection: Callable[[], AbstractContextManager[psycopg.Connection]],
-                    settings: Settings, catalog: Catalog, now: Callable[[], datetime]) -> None:
+                    settings: Settings, catalog: Catalog, now: Callable[[], datetime], reads: list[Depends]) -> None:
     def period_of(text: str | None) -> Period:
         try:
             return parse_period(text or str(now().astimezone(settings.zone).year))
         except ValueError as exc:
             raise _BadPage(str(exc)) from None
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False, dependencies=reads)
     def report_page(period: str | None = Query(None, description="2026, 2026-Q1 or 2026-03")) -> HTMLResponse:
         try:
             chosen = period_of(period)
         except _BadPage as exc:
-            return HTMLResponse(f"<p>{exc}</p>", status_code=400)
+            return HTMLResponse(f"<p>{escape(str(exc))}</p>", status_code=400)
         trail = _trail(chosen, TREND_PERIODS)
         with connection() as conn:
             reports = {p.label: build_report(conn, catalog, p, settings=settings, now=now()) for p in trail}
@@ -53,18 +55,21 @@ def add_page_routes(app: FastAPI, connection: Callable[[], AbstractContextManage
             catalog, chosen, rows, trends,
             lambda code: f"/kpi/{code}/evidence?period={chosen.label}", years))
 
-    @app.get("/kpi/{code}/evidence", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/kpi/{code}/evidence", response_class=HTMLResponse, include_in_schema=False, dependencies=reads)
     def evidence_page(code: str, period: str | None = None) -> HTMLResponse:
         try:
             chosen = period_of(period)
         except _BadPage as exc:
-            return HTMLResponse(f"<p>{exc}</p>", status_code=400)
+            return HTMLResponse(f"<p>{escape(str(exc))}</p>", status_code=400)
         try:
             with connection() as conn:
                 value = sensor_value(conn, code, chosen.start, chosen.end, settings=settings, catalog=catalog,
                                      now=now(), devices=True)
         except UnknownIndicator as exc:
-            return HTMLResponse(f"<p>{exc}</p>", status_code=404)
+            return HTMLResponse(f"<p>{escape(str(exc))}</p>", status_code=404)
+        except FormIndicator as exc:
+            # Submitted figures have no heartbeats behind them: the report page shows their files instead.
+            return HTMLResponse(f"<p>{escape(str(exc))}</p>", status_code=404)
         return HTMLResponse(render_evidence_page(value, evidence_dicts(value), f"/?period={chosen.label}"))
 
 

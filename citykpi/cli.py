@@ -20,11 +20,18 @@ def load_settings() -> Settings:
         raise SystemExit(f"configuration error: {problems}") from None
 
 
+# Local days at the ends of the calendar have UTC bounds that datetime cannot hold.
+_FIRST_DAY, _LAST_DAY = date(1900, 1, 1), date(9999, 1, 1)
+
+
 def local_date(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+    if not _FIRST_DAY <= day <= _LAST_DAY:
+        raise argparse.ArgumentTypeError(f"{text!r} must lie between {_FIRST_DAY} and {_LAST_DAY}")
+    return day
 
 
 def _db_migrate(args: argparse.Namespace) -> int:

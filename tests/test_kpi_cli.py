@@ -59,6 +59,12 @@ def test_show_names_an_unknown_unit_and_exits_2(province: None, capsys: pytest.C
                    "2026-11-01T23:00:00+07:00\n")
 
 
+def test_show_refuses_a_day_at_the_ends_of_the_calendar(capsys: pytest.CaptureFixture) -> None:
+    status, out, err = _run(capsys, "kpi", "show", "17", "--from", "0001-01-01", "--to", "0001-01-02")
+    assert (status, out) == (2, "")
+    assert "argument --from: '0001-01-01' must lie between 1900-01-01 and 9999-01-01" in err
+
+
 def test_show_refuses_a_form_indicator(province: None, capsys: pytest.CaptureFixture) -> None:
     status, _, err = _run(capsys, "kpi", "show", "5", *PERIOD)
     assert (status, err) == (2, "citykpi kpi show: indicator 5 is form-based; its values come from agency "

@@ -5,11 +5,21 @@ The rollup relations themselves (`heartbeats_hourly`, `heartbeats_daily`) are cr
 plain PostgreSQL, with the same columns either way.
 """
 
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 
 import psycopg
+from psycopg import errors, pq
 
 from citykpi.db import timescaledb_in_use
+
+# The refresh policies' windows reach this far past the lateness window (a heartbeat accepted late lands
+# inside them); the retention of raw heartbeats must exceed the daily one (see apply_storage_policies).
+HOURLY_REFRESH_MARGIN = timedelta(days=2)
+DAILY_REFRESH_MARGIN = timedelta(days=3)
+# A concurrent refresh of an overlapping window (a policy, another reader) makes ours fail at once;
+# we retry until it is done, for at most this long.
+REFRESH_WAIT_S = 120.0
 
 
 class RollupZoneMismatch(RuntimeError):
@@ -39,8 +49,8 @@ def apply_storage_policies(conn: psycopg.Connection, *, lateness_window: timedel
     """
     if not timescaledb_in_use(conn):
         return ["plain PostgreSQL: rollups are kept by a trigger; no refresh, compression or retention policy"]
-    hourly_start = lateness_window + timedelta(days=2)
-    daily_start = lateness_window + timedelta(days=3)
+    hourly_start = lateness_window + HOURLY_REFRESH_MARGIN
+    daily_start = lateness_window + DAILY_REFRESH_MARGIN
     if raw_retention is not None and raw_retention <= daily_start:
         raise ValueError(f"raw retention {raw_retention} must exceed the refresh window {daily_start}: a refresh "
                          "over dropped raw rows would empty their buckets")
@@ -59,3 +69,71 @@ def apply_storage_policies(conn: psycopg.Connection, *, lateness_window: timedel
             f"heartbeats_daily refreshed over the last {daily_start}",
             f"raw heartbeats compressed after {compress_after}",
             f"raw heartbeats dropped after {raw_retention}" if raw_retention else "raw heartbeats kept forever"]
+
+
+class RollupRefreshInTransaction(RuntimeError):
+    """On TimescaleDB a KPI read refreshes recent rollups first, which cannot run inside a transaction."""
+
+
+# The parts of [start, end) the refresh policies cover and that have ended, in whole local hours / days of
+# the rollups' zone: never the running hour or day (a bucket materialised early would hide heartbeats that
+# arrive after it from real-time aggregation), never further back than the policies reach.
+_REFRESH_WINDOWS = """
+SELECT greatest(%(start)s, date_trunc('hour', now() - %(hourly_back)s, z.timezone)) AS hourly_from,
+       least(%(end)s, date_trunc('hour', now(), z.timezone)) AS hourly_to,
+       greatest(%(start)s, date_trunc('day', now() - %(daily_back)s, z.timezone)) AS daily_from,
+       least(date_trunc('day', %(end)s, z.timezone), date_trunc('day', now(), z.timezone)) AS daily_to
+FROM rollup_config z
+"""
+
+
+def refresh_recent_rollups(conn: psycopg.Connection, start: datetime, end: datetime, *,
+                           lateness_window: timedelta) -> None:
+    """TimescaleDB: materialise the continuous aggregates over the recent part of [start, end) before a KPI read.
+
+    Real-time aggregation only covers buckets after a continuous aggregate's watermark; a heartbeat that
+    arrives late for a bucket already materialised is only in the invalidation log until the next refresh
+    (policies: every 15 minutes hourly, every hour daily). Refreshing here, hourly then daily, makes a late
+    heartbeat change the KPI as soon as it is stored, as the trigger does on plain PostgreSQL. Only inside
+    the policies' windows: older buckets are final (no heartbeat that late is accepted), and a refresh over
+    chunks dropped by retention would empty their buckets (drop_chunks records them as invalidated).
+
+    `start` is a local midnight, `end` a local hour. Needs a connection outside a transaction (an
+    idle one is switched to autocommit for the refresh). No-op on plain PostgreSQL.
+    """
+    idle = conn.info.transaction_status == pq.TransactionStatus.IDLE
+    switch = idle and not conn.autocommit
+    if switch:
+        conn.autocommit = True
+    try:
+        if not timescaledb_in_use(conn):
+            return
+        w = conn.execute(_REFRESH_WINDOWS, {"start": start, "end": end,
+                                            "hourly_back": lateness_window + HOURLY_REFRESH_MARGIN,
+                                            "daily_back": lateness_window + DAILY_REFRESH_MARGIN}).fetchone()
+        windows = [(view, a, b) for view, a, b in (("heartbeats_hourly", w["hourly_from"], w["hourly_to"]),
+                                                   ("heartbeats_daily", w["daily_from"], w["daily_to"])) if a < b]
+        if windows and not (idle or conn.autocommit):
+            raise RollupRefreshInTransaction(
+                "on TimescaleDB a KPI read over the last days refreshes the rollups first, which cannot run in a "
+                "transaction: commit or roll back before reading, or use an autocommit connection")
+        for view, a, b in windows:
+            _refresh(conn, view, a, b)
+    finally:
+        if switch:
+            conn.autocommit = False
+
+
+def _refresh(conn: psycopg.Connection, view: str, start: datetime, end: datetime) -> None:
+    deadline = time.monotonic() + REFRESH_WAIT_S
+    pause = 0.05
+    while True:
+        try:
+            conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", (view, start, end))
+            return
+        except errors.LockNotAvailable:
+            # "due to a concurrent refresh": a policy or another reader is refreshing an overlapping window.
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)

@@ -52,3 +52,22 @@ def beats(db: psycopg.Connection, device_id: str, times: list[datetime], *, heal
         " SELECT %s, ts, %s, %s, %s, 'test', ts FROM unnest(%s::timestamptz[]) AS ts"
         " ON CONFLICT (device_id, ts) DO NOTHING",
         (device_id, kind, healthy, "ok" if healthy else "fault", times))
+
+
+def materialise(database_url: str, start: datetime, end: datetime) -> None:
+    """TimescaleDB: refresh both continuous aggregates over [start, end) (local midnights), as the refresh
+    policies did while those days were recent: their buckets are then read from the materialisation."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for view in ("heartbeats_hourly", "heartbeats_daily"):
+            conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", (view, start, end))
+
+
+def run_refresh_policies(database_url: str) -> None:
+    """TimescaleDB: run the refresh policies now, hourly then daily, as the job scheduler would."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        jobs = conn.execute("SELECT job_id FROM timescaledb_information.jobs"
+                            " WHERE proc_name = 'policy_refresh_continuous_aggregate'"
+                            " ORDER BY hypertable_name = 'heartbeats_daily'").fetchall()
+        assert len(jobs) == 2, jobs
+        for (job_id,) in jobs:
+            conn.execute("CALL run_job(%s)", (job_id,))

@@ -8,9 +8,18 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pytest
 
 from citykpi.settings import Settings
 from kpi.indicators import sensor_value
+from tests.helpers import BACKENDS
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here gives the same numbers on plain PostgreSQL and on TimescaleDB."""
+    return request.param
+
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 DAY = date(2026, 11, 1)

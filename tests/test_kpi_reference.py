@@ -12,7 +12,15 @@ import pytest
 
 from citykpi.settings import Settings
 from kpi.indicators import sensor_value
+from tests.helpers import BACKENDS
 from tests.kpi_builders import ZONE, beats, device, local, point
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here gives the same numbers on plain PostgreSQL and on TimescaleDB."""
+    return request.param
+
 
 DAY = date(2026, 11, 1)
 DAYS = 3

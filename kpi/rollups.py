@@ -124,12 +124,27 @@ def refresh_recent_rollups(conn: psycopg.Connection, start: datetime, end: datet
             conn.autocommit = False
 
 
-def _refresh(conn: psycopg.Connection, view: str, start: datetime, end: datetime) -> None:
+def materialise_history(conn: psycopg.Connection) -> None:
+    """TimescaleDB, once, right after the rollups' migration: materialise every ended bucket of the heartbeats
+    already stored (the migration cannot: a refresh does not run in a transaction). Otherwise the first
+    policy run would move the watermark past them and they would vanish from the rollups, the policies never
+    reaching that far back. Needs an autocommit connection; no-op on plain PostgreSQL (the migration fills
+    the tables) and on an empty table."""
+    if not timescaledb_in_use(conn) or conn.execute("SELECT NOT EXISTS (SELECT 1 FROM heartbeats) AS empty"
+                                                    ).fetchone()["empty"]:
+        return
+    ends = conn.execute("SELECT date_trunc('hour', now(), timezone) AS hour, date_trunc('day', now(), timezone) AS day"
+                        " FROM rollup_config").fetchone()
+    _refresh(conn, "heartbeats_hourly", None, ends["hour"])
+    _refresh(conn, "heartbeats_daily", None, ends["day"])
+
+
+def _refresh(conn: psycopg.Connection, view: str, start: datetime | None, end: datetime) -> None:
     deadline = time.monotonic() + REFRESH_WAIT_S
     pause = 0.05
     while True:
         try:
-            conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", (view, start, end))
+            conn.execute("CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)", (view, start, end))
             return
         except errors.LockNotAvailable:
             # "due to a concurrent refresh": a policy or another reader is refreshing an overlapping window.

@@ -6,10 +6,14 @@ plain PostgreSQL, with the same columns either way.
 """
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import psycopg
 from psycopg import errors, pq
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
 
 from citykpi.db import timescaledb_in_use
 
@@ -71,10 +75,6 @@ def apply_storage_policies(conn: psycopg.Connection, *, lateness_window: timedel
             f"raw heartbeats dropped after {raw_retention}" if raw_retention else "raw heartbeats kept forever"]
 
 
-class RollupRefreshInTransaction(RuntimeError):
-    """On TimescaleDB a KPI read refreshes recent rollups first, which cannot run inside a transaction."""
-
-
 # The parts of [start, end) the refresh policies cover and that have ended, in whole local hours / days of
 # the rollups' zone: never the running hour or day (a bucket materialised early would hide heartbeats that
 # arrive after it from real-time aggregation), never further back than the policies reach.
@@ -98,30 +98,36 @@ def refresh_recent_rollups(conn: psycopg.Connection, start: datetime, end: datet
     the policies' windows: older buckets are final (no heartbeat that late is accepted), and a refresh over
     chunks dropped by retention would empty their buckets (drop_chunks records them as invalidated).
 
-    `start` is a local midnight, `end` a local hour. Needs a connection outside a transaction (an
-    idle one is switched to autocommit for the refresh). No-op on plain PostgreSQL.
+    `start` is a local midnight, `end` a local hour. A refresh cannot run in a transaction: an idle
+    connection is switched to autocommit for it, one inside a transaction gets a second connection (the
+    refresh commits, and the caller's next statement sees it under READ COMMITTED). No-op on plain PostgreSQL.
     """
-    idle = conn.info.transaction_status == pq.TransactionStatus.IDLE
-    switch = idle and not conn.autocommit
-    if switch:
-        conn.autocommit = True
-    try:
-        if not timescaledb_in_use(conn):
+    with _outside_transaction(conn) as refresher:
+        if not timescaledb_in_use(refresher):
             return
-        w = conn.execute(_REFRESH_WINDOWS, {"start": start, "end": end,
-                                            "hourly_back": lateness_window + HOURLY_REFRESH_MARGIN,
-                                            "daily_back": lateness_window + DAILY_REFRESH_MARGIN}).fetchone()
-        windows = [(view, a, b) for view, a, b in (("heartbeats_hourly", w["hourly_from"], w["hourly_to"]),
-                                                   ("heartbeats_daily", w["daily_from"], w["daily_to"])) if a < b]
-        if windows and not (idle or conn.autocommit):
-            raise RollupRefreshInTransaction(
-                "on TimescaleDB a KPI read over the last days refreshes the rollups first, which cannot run in a "
-                "transaction: commit or roll back before reading, or use an autocommit connection")
-        for view, a, b in windows:
-            _refresh(conn, view, a, b)
-    finally:
-        if switch:
+        w = refresher.execute(_REFRESH_WINDOWS, {"start": start, "end": end,
+                                                 "hourly_back": lateness_window + HOURLY_REFRESH_MARGIN,
+                                                 "daily_back": lateness_window + DAILY_REFRESH_MARGIN}).fetchone()
+        for view, a, b in (("heartbeats_hourly", w["hourly_from"], w["hourly_to"]),
+                           ("heartbeats_daily", w["daily_from"], w["daily_to"])):
+            if a < b:
+                _refresh(refresher, view, a, b)
+
+
+@contextmanager
+def _outside_transaction(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    if conn.autocommit:
+        yield conn
+    elif conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
             conn.autocommit = False
+    else:
+        with psycopg.connect(make_conninfo(conn.info.dsn, password=conn.info.password), autocommit=True,
+                             row_factory=dict_row) as side:
+            yield side
 
 
 def materialise_history(conn: psycopg.Connection) -> None:

@@ -116,8 +116,8 @@ def test_a_heartbeat_two_days_late_through_the_sink_changes_its_hour_its_day_and
     db.rollback()
     if backend == "timescaledb":
         # Stored, but below the continuous aggregates' watermark: only in the invalidation log until a refresh.
+        # (and the read below runs inside this open transaction: its refresh takes a second connection)
         assert _daily(db, "cam-a") == [(f"{day} 00:00", 21, 21, 21)]
-        db.rollback()
     reopened = sensor_value(db, "17", day, day + timedelta(days=1), settings=Settings(), now=later)
     assert (reopened.numerator, reopened.denominator, reopened.evidence[0].buckets_up) == (1, 1, 23)
     assert _daily(db, "cam-a") == [(f"{day} 00:00", 23, 23, 23)]  # 23/24 = 0.958
@@ -225,3 +225,21 @@ def test_storage_policies_follow_the_settings_on_timescaledb(db: psycopg.Connect
     with pytest.raises(ValueError, match="must exceed the refresh window"):
         apply_storage_policies(db, lateness_window=timedelta(days=7), raw_retention=timedelta(days=10),
                                compress_after=timedelta(days=14))
+
+
+@pytest.mark.parametrize("backend", ["timescaledb"])
+def test_compressed_raw_chunks_give_the_same_numbers(database_url: str, db: psycopg.Connection) -> None:
+    point(db, "SEC-A", ["security_point"])
+    device(db, "cam-a", "SEC-A")
+    beats(db, "cam-a", hours(DAY, *range(22)))                  # 22/24, weeks old: past compress_after
+    db.commit()
+    with connect(database_url, autocommit=True) as jobs:
+        job = jobs.execute("SELECT job_id FROM timescaledb_information.jobs"
+                           " WHERE proc_name = 'policy_compression'").fetchone()["job_id"]
+        jobs.execute("CALL run_job(%s)", (job,))
+    assert db.execute("SELECT count(*) FILTER (WHERE is_compressed) AS n FROM timescaledb_information.chunks"
+                      " WHERE hypertable_name = 'heartbeats'").fetchone()["n"] == 1
+    db.commit()
+    value = sensor_value(db, "17", DAY, DAY + timedelta(days=1), settings=Settings(), now=LONG_AFTER)
+    assert (value.numerator, value.denominator, value.evidence[0].buckets_up) == (1, 1, 22)
+    assert _daily(db, "cam-a") == [("2026-11-01 00:00", 22, 22, 22)]

@@ -2,7 +2,8 @@
 
 The rollup relations themselves (`heartbeats_hourly`, `heartbeats_daily`) are created by
 `kpi/migrations/001_rollups.sql`: continuous aggregates on TimescaleDB, trigger-maintained tables on
-plain PostgreSQL, with the same columns either way.
+plain PostgreSQL, with the same columns either way. On TimescaleDB a KPI read refreshes the recent part
+of its period first (refresh_recent_rollups) so that both give the same numbers at every moment.
 """
 
 import time

@@ -76,14 +76,18 @@ def apply_storage_policies(conn: psycopg.Connection, *, lateness_window: timedel
             f"raw heartbeats dropped after {raw_retention}" if raw_retention else "raw heartbeats kept forever"]
 
 
-# The parts of [start, end) the refresh policies cover and that have ended, in whole local hours / days of
-# the rollups' zone: never the running hour or day (a bucket materialised early would hide heartbeats that
-# arrive after it from real-time aggregation), never further back than the policies reach.
+# From the later of the period's start and the policies' reach, up to the running hour / day (never into it:
+# a bucket materialised early would hide heartbeats that arrive after it from real-time aggregation), in
+# whole local hours / days of the rollups' zone; nothing when the period ends before the policies' reach.
+# Up to now rather than to the period's end: every read of a real-time aggregate also aggregates everything
+# after its watermark, whatever period it asks for, so a watermark kept close to now keeps reads cheap.
 _REFRESH_WINDOWS = """
 SELECT greatest(%(start)s, date_trunc('hour', now() - %(hourly_back)s, z.timezone)) AS hourly_from,
-       least(%(end)s, date_trunc('hour', now(), z.timezone)) AS hourly_to,
+       CASE WHEN %(end)s > date_trunc('hour', now() - %(hourly_back)s, z.timezone)
+            THEN date_trunc('hour', now(), z.timezone) END AS hourly_to,
        greatest(%(start)s, date_trunc('day', now() - %(daily_back)s, z.timezone)) AS daily_from,
-       least(date_trunc('day', %(end)s, z.timezone), date_trunc('day', now(), z.timezone)) AS daily_to
+       CASE WHEN %(end)s > date_trunc('day', now() - %(daily_back)s, z.timezone)
+            THEN date_trunc('day', now(), z.timezone) END AS daily_to
 FROM rollup_config z
 """
 
@@ -111,7 +115,7 @@ def refresh_recent_rollups(conn: psycopg.Connection, start: datetime, end: datet
                                                  "daily_back": lateness_window + DAILY_REFRESH_MARGIN}).fetchone()
         for view, a, b in (("heartbeats_hourly", w["hourly_from"], w["hourly_to"]),
                            ("heartbeats_daily", w["daily_from"], w["daily_to"])):
-            if a < b:
+            if b is not None and a < b:
                 _refresh(refresher, view, a, b)
 
 

@@ -78,6 +78,11 @@ def migrate(conn: psycopg.Connection, *, timezone: str = "Asia/Ho_Chi_Minh") -> 
                     "INSERT INTO schema_migrations (package, version, name, checksum) VALUES (%s, %s, %s, %s)",
                     (migration.package, migration.version, migration.name, migration.checksum))
             done.append(migration)
+        if any((m.package, m.version) == ("kpi", 1) for m in done):
+            # Outside the migration's transaction, which a TimescaleDB refresh cannot run in.
+            from kpi.rollups import materialise_history
+
+            materialise_history(conn)
         return done
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK,))

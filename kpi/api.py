@@ -109,7 +109,8 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
         with pool.connection() as conn:
             yield conn
 
-    refresher = (PointRollupRefresher(database_url, catalog, settings.point_rollup_refresh_s)
+    refresher = (PointRollupRefresher(database_url, catalog, settings.point_rollup_refresh_s,
+                                      lateness_window=settings.lateness_window)
                  if settings.point_rollup_refresh_s > 0 else None)
 
     @asynccontextmanager

@@ -112,7 +112,7 @@ def _refresh(args: argparse.Namespace) -> int:
         shown[0].set(done)
 
     with connect(settings.require_database_url(), autocommit=True) as conn:
-        result = refresh(conn, load_catalog(), progress=advance)
+        result = refresh(conn, load_catalog(), lateness_window=settings.lateness_window, progress=advance)
     if shown:
         shown[0].finish()
     if result.skipped_busy:

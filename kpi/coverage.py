@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from kpi.rollups import check_rollup_zone
+from kpi.rollups import check_rollup_zone, refresh_recent_rollups
 
 # One row per key point of the category in force in at least one completed bucket of the period, read
 # from the rollups only (never raw heartbeats, which may be past retention): heartbeats_daily.up_mask holds
@@ -342,8 +342,10 @@ def coverage(conn: psycopg.Connection, *, code: str, name_vi: str, unit: str, ca
 
     if period_to <= period_from:
         raise ValueError(f"period end {period_to} must be after its start {period_from}")
-    check_rollup_zone(conn, zone.key)
     start, end = local_midnight(period_from, zone), local_midnight(period_to, zone)
+    # First, while the connection is idle: on TimescaleDB it may refresh the rollups (not in a transaction).
+    refresh_recent_rollups(conn, start, completed_end(start, end, now), lateness_window=lateness_window)
+    check_rollup_zone(conn, zone.key)
     evidence = point_evidence(conn, category=category, device_kind=device_kind, theta=theta, start=start,
                               end=completed_end(start, end, now), zone=zone, devices=devices)
     if admin_unit is not None:

@@ -8,7 +8,7 @@ import psycopg
 from citykpi.settings import Settings
 from kpi.catalog import Catalog, Indicator, load_catalog
 from kpi.coverage import CoverageValue, completed_end, coverage, local_midnight, point_evidence, summarise
-from kpi.rollups import check_rollup_zone
+from kpi.rollups import check_rollup_zone, refresh_recent_rollups
 from kpi.units import points_by_unit
 from registry.tree import unit_tree
 from registry.units import AdminUnit
@@ -75,8 +75,9 @@ def period_report(conn: psycopg.Connection, period_from: date, period_to: date, 
         raise ValueError(f"period end {period_to} must be after its start {period_from}")
     catalog = catalog or load_catalog()
     now = now or datetime.now(UTC)
-    check_rollup_zone(conn, settings.timezone)
     start, end = local_midnight(period_from, settings.zone), local_midnight(period_to, settings.zone)
+    refresh_recent_rollups(conn, start, completed_end(start, end, now), lateness_window=settings.lateness_window)
+    check_rollup_zone(conn, settings.timezone)
     tree = unit_tree(conn, end - timedelta(hours=1))
     rows = []
     for indicator in catalog.sensor_indicators():

@@ -3,6 +3,10 @@
 Each is taken from an environment variable when given (CITYKPI_TEST_DATABASE_URL, CITYKPI_TEST_MQTT_URL,
 CITYKPI_TEST_KAFKA_BOOTSTRAP), else started here for the session. A service that cannot start skips
 its tests with the reason — except under CI=true, where it fails the run: CI must test everything.
+
+Tests run on plain PostgreSQL; those that ask for the `timescaledb` backend (see BACKENDS) run on a second
+server with TimescaleDB preloaded (CITYKPI_TEST_TIMESCALEDB_URL, else started here when the extension is
+installed for the PostgreSQL binaries in use, e.g. CITYKPI_PG_BINDIR), and skip, saying so, where it is not.
 """
 
 import os
@@ -43,43 +47,85 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A superuser URL of a PostgreSQL server."""
-    if url := os.environ.get("CITYKPI_TEST_DATABASE_URL"):
-        yield url
-        return
+def _start_postgres(tmp_path_factory: pytest.TempPathFactory, *, timescaledb: bool) -> Iterator[str]:
     from citykpi.services.postgres import LocalPostgres
 
     try:
-        server = LocalPostgres(workdir=tmp_path_factory.mktemp("postgres")).start()
+        server = LocalPostgres(workdir=tmp_path_factory.mktemp("postgres"), timescaledb=timescaledb).start()
     except ServiceUnavailable as exc:
+        if timescaledb:
+            # Even in CI: no package registry this project's CI reaches serves the extension.
+            pytest.skip(f"TimescaleDB unavailable, its variant of this test was not run: {exc}")
         _unavailable("PostgreSQL", exc)
-    _announce(f"PostgreSQL started from {server.bindir} on {server.url}")
+    _announce(f"PostgreSQL{' with TimescaleDB' if timescaledb else ''} started from {server.bindir} on {server.url}")
     yield server.url
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def migrated_template(postgres_server: str) -> str:
-    """A migrated database used as the template of each test's own database (copying is fast)."""
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser URL of a plain PostgreSQL server (no TimescaleDB, even where it is installed)."""
+    if url := os.environ.get("CITYKPI_TEST_DATABASE_URL"):
+        yield url
+        return
+    yield from _start_postgres(tmp_path_factory, timescaledb=False)
+
+
+@pytest.fixture(scope="session")
+def timescaledb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser URL of a PostgreSQL server with TimescaleDB preloaded; skips the test when there is none."""
+    if url := os.environ.get("CITYKPI_TEST_TIMESCALEDB_URL"):
+        yield url
+        return
+    yield from _start_postgres(tmp_path_factory, timescaledb=True)
+
+
+@pytest.fixture
+def backend() -> str:
+    """Plain PostgreSQL unless overridden (tests/helpers.py BACKENDS)."""
+    return "postgresql"
+
+
+@pytest.fixture
+def server_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """The superuser URL of the backend's server (the TimescaleDB one starts on first use)."""
+    return request.getfixturevalue("timescaledb_server" if backend == "timescaledb" else "postgres_server")
+
+
+def _migrated_template(server: str) -> str:
     name = f"citykpi_template_{uuid.uuid4().hex[:8]}"
-    with connect(create_database(postgres_server, name)) as conn:
+    with connect(create_database(server, name)) as conn:
         migrate(conn)
     return name
 
 
+@pytest.fixture(scope="session")
+def migrated_template(postgres_server: str) -> str:
+    """A migrated database used as the template of each test's own database (copying is fast)."""
+    return _migrated_template(postgres_server)
+
+
+@pytest.fixture(scope="session")
+def timescaledb_template(timescaledb_server: str) -> str:
+    with connect(timescaledb_server) as conn:
+        if not timescaledb_available(conn):
+            pytest.fail("the TimescaleDB test server does not preload the extension (shared_preload_libraries)",
+                        pytrace=False)
+    return _migrated_template(timescaledb_server)
+
+
 @pytest.fixture
-def database_url(postgres_server: str, migrated_template: str) -> Iterator[str]:
+def database_url(backend: str, server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, migrated database for one test."""
-    with scratch_database(postgres_server, "citykpi_test", template=migrated_template) as url:
+    template = request.getfixturevalue("timescaledb_template" if backend == "timescaledb" else "migrated_template")
+    with scratch_database(server_url, "citykpi_test", template=template) as url:
         yield url
 
 
 @pytest.fixture
-def empty_database_url(postgres_server: str) -> Iterator[str]:
+def empty_database_url(server_url: str) -> Iterator[str]:
     """A fresh database with no schema, for migration tests."""
-    with scratch_database(postgres_server, "citykpi_empty") as url:
+    with scratch_database(server_url, "citykpi_empty") as url:
         yield url
 
 
@@ -87,15 +133,6 @@ def empty_database_url(postgres_server: str) -> Iterator[str]:
 def db(database_url: str) -> Iterator[psycopg.Connection]:
     with connect(database_url) as conn:
         yield conn
-
-
-@pytest.fixture(scope="session")
-def timescaledb(postgres_server: str) -> None:
-    """Skips (even in CI: no registry here serves the extension) when TimescaleDB is not installed."""
-    with connect(postgres_server) as conn:
-        if not timescaledb_available(conn):
-            pytest.skip("TimescaleDB extension not installed/preloaded on this PostgreSQL; "
-                        "its variant of this test was not run")
 
 
 @pytest.fixture(scope="session")

@@ -10,3 +10,9 @@ def wait_for(condition: Callable[[], bool], *, timeout_s: float = 30, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.02)
+
+
+# The database backends a test can run on. A test runs on plain PostgreSQL unless it, or its module, overrides
+# the `backend` fixture (tests/conftest.py): `@pytest.mark.parametrize("backend", BACKENDS)`, or a module-level
+# fixture `backend` with `params=BACKENDS`, runs it on both; the TimescaleDB variant skips where it is not installed.
+BACKENDS = ("postgresql", "timescaledb")

@@ -5,6 +5,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from citykpi.db import timescaledb_in_use
+
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 SINCE = datetime(2026, 1, 1, tzinfo=ZONE)
 
@@ -52,6 +54,16 @@ def beats(db: psycopg.Connection, device_id: str, times: list[datetime], *, heal
         " SELECT %s, ts, %s, %s, %s, 'test', ts FROM unnest(%s::timestamptz[]) AS ts"
         " ON CONFLICT (device_id, ts) DO NOTHING",
         (device_id, kind, healthy, "ok" if healthy else "fault", times))
+    mark_written_days(db, times)
+
+
+def mark_written_days(db: psycopg.Connection, times: list[datetime]) -> None:
+    """TimescaleDB: no trigger sees a hypertable statement's rows, so a writer other than the ingest sink
+    marks the days it wrote for the point rollups (once their migration has run)."""
+    if timescaledb_in_use(db) and db.execute(
+            "SELECT to_regprocedure('kpi_mark_stale_days(timestamptz[])') IS NOT NULL AS ok").fetchone()["ok"]:
+        db.execute("SELECT kpi_mark_stale_days(ARRAY(SELECT DISTINCT kpi_local_day(t)"
+                   " FROM unnest(%s::timestamptz[]) AS t))", (times,))
 
 
 def _summary(value) -> tuple:
@@ -84,3 +96,22 @@ def value_every_way(db: psycopg.Connection, code: str, period_from: date, period
     assert _summary(from_stale) == _summary(full), "stale days computed live disagree with the full query"
     assert _summary(from_rollups) == _summary(full), "point rollups disagree with the full query"
     return full
+
+
+def materialise(database_url: str, start: datetime, end: datetime) -> None:
+    """TimescaleDB: refresh both continuous aggregates over [start, end) (local midnights), as the refresh
+    policies did while those days were recent: their buckets are then read from the materialisation."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for view in ("heartbeats_hourly", "heartbeats_daily"):
+            conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", (view, start, end))
+
+
+def run_refresh_policies(database_url: str) -> None:
+    """TimescaleDB: run the refresh policies now, hourly then daily, as the job scheduler would."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        jobs = conn.execute("SELECT job_id FROM timescaledb_information.jobs"
+                            " WHERE proc_name = 'policy_refresh_continuous_aggregate'"
+                            " ORDER BY hypertable_name = 'heartbeats_daily'").fetchall()
+        assert len(jobs) == 2, jobs
+        for (job_id,) in jobs:
+            conn.execute("CALL run_job(%s)", (job_id,))

@@ -8,8 +8,17 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pytest
 
-from tests.kpi_builders import value_every_way
+from tests.helpers import BACKENDS
+from tests.kpi_builders import mark_written_days, value_every_way
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here gives the same numbers on plain PostgreSQL and on TimescaleDB."""
+    return request.param
+
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 DAY = date(2026, 11, 1)
@@ -41,6 +50,7 @@ def _beats(db: psycopg.Connection, device_id: str, times: list[datetime], *, sta
             "INSERT INTO heartbeats (device_id, ts, kind, healthy, status, source, received_at)"
             " VALUES (%s, %s, %s, %s, %s, 'test', %s)",
             [(device_id, ts, kind, status != "fault", status, ts) for ts in times])
+    mark_written_days(db, times)
 
 
 def _hours(*hours: int, day: date = DAY) -> list[datetime]:

@@ -10,7 +10,15 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 import pytest
 
+from tests.helpers import BACKENDS
 from tests.kpi_builders import ZONE, beats, device, local, point, value_every_way
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here gives the same numbers on plain PostgreSQL and on TimescaleDB."""
+    return request.param
+
 
 DAY = date(2026, 11, 1)
 DAYS = 3

@@ -14,7 +14,15 @@ from citykpi.settings import Settings
 from kpi.catalog import load_catalog
 from kpi.indicators import sensor_value
 from registry.tree import UnknownAdminUnit
+from tests.helpers import BACKENDS
 from tests.kpi_builders import beats, device, every_hour, hours, local, point, unit, value_every_way
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here gives the same numbers on plain PostgreSQL and on TimescaleDB."""
+    return request.param
+
 
 DAY = date(2026, 11, 1)
 LONG_AFTER = datetime(2026, 12, 1, tzinfo=UTC)

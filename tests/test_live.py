@@ -4,12 +4,21 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 from prometheus_client import CollectorRegistry
 
 from citykpi.db import connect
 from citykpi.settings import Settings
 from kpi.live import LiveCoverageCollector, live_coverage
-from tests.kpi_builders import beats, device, point, unit
+from tests.helpers import BACKENDS
+from tests.kpi_builders import beats, device, local, materialise, point, unit
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here gives the same numbers on plain PostgreSQL and on TimescaleDB."""
+    return request.param
+
 
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 
@@ -47,9 +56,18 @@ def test_a_point_is_covered_now_when_a_bound_device_was_healthy_within_three_int
     assert live["devices"] == {"cctv": {"up": 2, "down": 2}, "wifi_ap": {"up": 0, "down": 1}}
 
 
-def test_live_coverage_reads_the_rollups_not_raw_heartbeats(db: psycopg.Connection) -> None:
+def test_live_coverage_reads_the_rollups_not_raw_heartbeats(backend: str, database_url: str,
+                                                            db: psycopg.Connection) -> None:
     _city(db)
-    db.execute("DELETE FROM heartbeats")
+    db.commit()
+    if backend == "timescaledb":
+        # Materialised, then the raw chunks dropped: only the continuous aggregate can answer.
+        day = NOW.date()
+        materialise(database_url, local(day - timedelta(days=1), 0, 0), local(day + timedelta(days=1), 0, 0))
+        db.execute("SELECT drop_chunks('heartbeats', older_than => %s)", (NOW + timedelta(days=30),))
+    else:
+        db.execute("DELETE FROM heartbeats")
+    assert db.execute("SELECT count(*) AS n FROM heartbeats").fetchone()["n"] == 0
     db.commit()
     cctv = live_coverage(db, settings=Settings(), now=NOW).indicators[1]
     assert (cctv.code, len(cctv.points), cctv.covered) == ("17", 5, 2)

@@ -1,7 +1,15 @@
 import psycopg
+import pytest
 
 from citykpi.db import connect, timescaledb_in_use
 from citykpi.migrations import discover, migrate
+from tests.helpers import BACKENDS
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every migration test runs on plain PostgreSQL and on TimescaleDB."""
+    return request.param
 
 
 def test_migrate_applies_every_package_migration_once(empty_database_url: str) -> None:
@@ -21,16 +29,17 @@ def test_registry_migrations_run_before_ingest_ones() -> None:
     assert packages.index("registry") < packages.index("ingest")
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_heartbeats_is_a_plain_table_without_timescaledb(empty_database_url: str) -> None:
     with connect(empty_database_url) as conn:
         migrate(conn)
-        if timescaledb_in_use(conn):
-            return  # the TimescaleDB variant below covers this server
+        assert not timescaledb_in_use(conn)
         kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'heartbeats'").fetchone()["relkind"]
     assert kind == "r"
 
 
-def test_heartbeats_is_a_hypertable_with_timescaledb(timescaledb: None, empty_database_url: str) -> None:
+@pytest.mark.parametrize("backend", ["timescaledb"])
+def test_heartbeats_is_a_hypertable_with_timescaledb(empty_database_url: str) -> None:
     with connect(empty_database_url) as conn:
         migrate(conn)
         row = conn.execute("SELECT count(*) AS n FROM timescaledb_information.hypertables"

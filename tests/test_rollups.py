@@ -14,11 +14,28 @@ from ingest.message import Message
 from ingest.sink.writer import HeartbeatSink
 from kpi.indicators import sensor_value
 from kpi.rollups import RollupZoneMismatch, apply_storage_policies
-from tests.helpers import wait_for
-from tests.kpi_builders import ZONE, beats, device, hours, local, point, value_every_way
+from tests.helpers import BACKENDS, wait_for
+from tests.kpi_builders import (
+    ZONE,
+    beats,
+    device,
+    hours,
+    local,
+    materialise,
+    point,
+    run_refresh_policies,
+    value_every_way,
+)
 
 DAY = date(2026, 11, 1)
 LONG_AFTER = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The rollups' contract holds on plain PostgreSQL (trigger-kept tables) and on TimescaleDB (continuous
+    aggregates, read here through real-time aggregation unless a test materialises them)."""
+    return request.param
 
 
 def _hourly(db: psycopg.Connection, device_id: str) -> list[tuple]:
@@ -62,6 +79,7 @@ def test_an_hour_becoming_healthy_later_adds_one_up_hour_and_only_once(db: psyco
     assert _daily(db, "cam-1") == [("2026-11-01 00:00", 1, 2, 3)]
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])   # the trigger's row locks; TimescaleDB has no such rows
 def test_concurrent_writers_of_one_day_lose_no_up_hour(database_url: str) -> None:
     """Two transactions write different hours of the same day; the second waits on the first's row lock."""
     with connect(database_url) as first, connect(database_url) as second:
@@ -84,34 +102,56 @@ def _late_message(device_id: str, ts: datetime, received_at: datetime) -> Messag
 
 
 def test_a_heartbeat_two_days_late_through_the_sink_changes_its_hour_its_day_and_the_kpi(
-        database_url: str, db: psycopg.Connection) -> None:
+        backend: str, database_url: str, db: psycopg.Connection) -> None:
+    # Days relative to the real clock: TimescaleDB's refresh policies and the KPI read's refresh go by it.
+    day = (datetime.now(ZONE) - timedelta(days=3)).date()
+    later = datetime.now(UTC) + timedelta(days=30)              # the KPI's clock: the whole day has ended
     point(db, "SEC-A", ["security_point"])
     device(db, "cam-a", "SEC-A")
-    beats(db, "cam-a", hours(DAY, *range(21)))                  # 21/24 = 0.875: not covered
-    closed = value_every_way(db, "17", DAY, DAY + timedelta(days=1), now=LONG_AFTER)  # leaves the rollups fresh
+    beats(db, "cam-a", hours(day, *range(21)))                  # 21/24 = 0.875: not covered
+    db.commit()
+    if backend == "timescaledb":
+        run_refresh_policies(database_url)                      # the day is materialised, as in production
+    closed = value_every_way(db, "17", day, day + timedelta(days=1), now=later)  # leaves point rollups fresh
     assert (closed.numerator, closed.denominator) == (0, 1)
 
-    received = local(DAY + timedelta(days=2), 23)               # the day closed two days earlier
+    received = local(day + timedelta(days=2), 23)               # the day closed two days earlier
     sink = HeartbeatSink(database_url)
     try:
-        result = sink.write([_late_message("cam-a", local(DAY, h), received) for h in (21, 22)])
+        result = sink.write([_late_message("cam-a", local(day, h), received) for h in (21, 22)])
     finally:
         sink.close()
     assert result.stored == 2
 
     db.rollback()
-    assert _daily(db, "cam-a") == [("2026-11-01 00:00", 23, 23, 23)]  # 23/24 = 0.958
-    # The sink's write marked the day stale: the point rollup's 21 hours are not read any more.
-    reopened = sensor_value(db, "17", DAY, DAY + timedelta(days=1), settings=Settings(), now=LONG_AFTER)
+    if backend == "timescaledb":
+        # Stored, but below the continuous aggregates' watermark: only in the invalidation log until a refresh.
+        # (and the read below runs inside this open transaction: its refresh takes a second connection)
+        assert _daily(db, "cam-a") == [(f"{day} 00:00", 21, 21, 21)]
+    reopened = sensor_value(db, "17", day, day + timedelta(days=1), settings=Settings(), now=later)
     assert (reopened.numerator, reopened.denominator, reopened.evidence[0].buckets_up) == (1, 1, 23)
-    assert value_every_way(db, "17", DAY, DAY + timedelta(days=1), now=LONG_AFTER).numerator == 1
+    assert _daily(db, "cam-a") == [(f"{day} 00:00", 23, 23, 23)]  # 23/24 = 0.958
+    # The sink's write marked the day stale: the point rollup's 21 hours are not read any more.
+    assert value_every_way(db, "17", day, day + timedelta(days=1), now=later).numerator == 1
 
 
-def test_kpis_still_compute_after_raw_heartbeats_are_dropped(db: psycopg.Connection) -> None:
+def test_kpis_still_compute_after_raw_heartbeats_are_dropped(backend: str, database_url: str,
+                                                            db: psycopg.Connection) -> None:
     point(db, "SEC-A", ["security_point"])
     device(db, "cam-a", "SEC-A")
     beats(db, "cam-a", hours(DAY, *range(22)))                  # 22/24 = 0.9167
-    db.execute("DELETE FROM heartbeats")                        # as a retention policy would
+    db.commit()
+    if backend == "timescaledb":
+        # As in production: the refresh policy materialised the day long before the retention policy
+        # drops its chunk (drop_chunks marks the chunk's range invalidated; no refresh reaches back that far).
+        materialise(database_url, local(DAY, 0, 0), local(DAY + timedelta(days=1), 0, 0))
+        dropped = db.execute("SELECT count(*) AS n FROM drop_chunks('heartbeats', older_than => %s)",
+                             (LONG_AFTER,)).fetchone()["n"]
+        assert dropped == 1
+    else:
+        db.execute("DELETE FROM heartbeats")                    # as a retention policy would
+    db.commit()
+    assert db.execute("SELECT count(*) AS n FROM heartbeats").fetchone()["n"] == 0
     db.commit()
     value = sensor_value(db, "17", DAY, DAY + timedelta(days=1), settings=Settings(), now=LONG_AFTER)
     assert (value.numerator, value.denominator, value.evidence[0].buckets_up) == (1, 1, 22)
@@ -135,27 +175,40 @@ def test_migration_buckets_by_the_configured_zone(empty_database_url: str) -> No
     assert daily == datetime(2026, 10, 31, 18, 30, tzinfo=UTC)
 
 
-def test_migration_rolls_up_heartbeats_stored_before_it(empty_database_url: str,
+def test_migration_rolls_up_heartbeats_stored_before_it(backend: str, empty_database_url: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     with connect(empty_database_url) as conn:
         monkeypatch.setattr("citykpi.migrations.PACKAGES", ("registry", "ingest"))
         migrate(conn)
         beats(conn, "cam-1", hours(DAY, 3, 4) + [local(DAY, 4, 45)])
+        recent = datetime.now(UTC) - timedelta(days=1)
+        beats(conn, "cam-2", [recent])                                  # recent: inside the refresh policies
         monkeypatch.undo()
         assert [(m.package, m.name) for m in migrate(conn) if "rollups" in m.name] == [
             ("kpi", "001_rollups.sql"), ("kpi", "030_point_rollups.sql")]
         assert _daily(conn, "cam-1") == [("2026-11-01 00:00", 2, 3, 3)]
-        # Their day waits for the point rollups' first refresh.
-        assert [r["day"] for r in conn.execute("SELECT day FROM point_rollup_stale")] == [local(DAY, 0, 0)]
+        # Their days wait for the point rollups' first refresh.
+        recent_day = datetime.combine(recent.astimezone(ZONE).date(), datetime.min.time(), tzinfo=ZONE)
+        assert [r["day"] for r in conn.execute("SELECT day FROM point_rollup_stale ORDER BY day")] == [
+            local(DAY, 0, 0), recent_day]
+        if backend == "timescaledb":
+            # The first policy runs materialise cam-2's day, which moves the watermark past cam-1's weeks-old
+            # heartbeats, out of the policies' reach: they stay only because the migration materialised them.
+            run_refresh_policies(empty_database_url)
+            assert _daily(conn, "cam-1") == [("2026-11-01 00:00", 2, 3, 3)]
+            assert _hourly(conn, "cam-1") == [("01 03:00", 1, 1, "03:30", "03:30"),
+                                              ("01 04:00", 2, 2, "04:30", "04:45")]
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_storage_policies_are_a_no_op_on_plain_postgresql(db: psycopg.Connection) -> None:
     said = apply_storage_policies(db, lateness_window=timedelta(days=7), raw_retention=timedelta(days=400),
                                   compress_after=timedelta(days=14))
     assert said == ["plain PostgreSQL: rollups are kept by a trigger; no refresh, compression or retention policy"]
 
 
-def test_rollups_are_continuous_aggregates_with_timescaledb(timescaledb: None, empty_database_url: str) -> None:
+@pytest.mark.parametrize("backend", ["timescaledb"])
+def test_rollups_are_continuous_aggregates_with_timescaledb(empty_database_url: str) -> None:
     with connect(empty_database_url) as conn:
         migrate(conn)
         views = {r["view_name"]: r["materialized_only"] for r in conn.execute(
@@ -164,3 +217,47 @@ def test_rollups_are_continuous_aggregates_with_timescaledb(timescaledb: None, e
                                 " WHERE proc_name = 'policy_refresh_continuous_aggregate'").fetchone()["n"]
     assert views == {"heartbeats_hourly": False, "heartbeats_daily": False}
     assert policies == 2
+
+
+def _policies(db: psycopg.Connection) -> dict[str, dict]:
+    return {f"{r['proc_name']} {r['hypertable_name']}": r["config"] for r in db.execute(
+        "SELECT proc_name, hypertable_name, config FROM timescaledb_information.jobs"
+        " WHERE hypertable_name IS NOT NULL")}
+
+
+@pytest.mark.parametrize("backend", ["timescaledb"])
+def test_storage_policies_follow_the_settings_on_timescaledb(db: psycopg.Connection) -> None:
+    said = apply_storage_policies(db, lateness_window=timedelta(days=3), raw_retention=timedelta(days=30),
+                                  compress_after=timedelta(days=6))
+    assert said == ["heartbeats_hourly refreshed over the last 5 days, 0:00:00",
+                    "heartbeats_daily refreshed over the last 6 days, 0:00:00",
+                    "raw heartbeats compressed after 6 days, 0:00:00",
+                    "raw heartbeats dropped after 30 days, 0:00:00"]
+    policies = _policies(db)
+    assert {k: (v.get("start_offset"), v.get("end_offset")) for k, v in policies.items()
+            if k.startswith("policy_refresh")} == {
+        "policy_refresh_continuous_aggregate heartbeats_hourly": ("5 days", "01:00:00"),
+        "policy_refresh_continuous_aggregate heartbeats_daily": ("6 days", "1 day")}
+    assert policies["policy_compression heartbeats"]["compress_after"] == "6 days"
+    assert policies["policy_retention heartbeats"]["drop_after"] == "30 days"
+    with pytest.raises(ValueError, match="must exceed the refresh window"):
+        apply_storage_policies(db, lateness_window=timedelta(days=7), raw_retention=timedelta(days=10),
+                               compress_after=timedelta(days=14))
+
+
+@pytest.mark.parametrize("backend", ["timescaledb"])
+def test_compressed_raw_chunks_give_the_same_numbers(database_url: str, db: psycopg.Connection) -> None:
+    point(db, "SEC-A", ["security_point"])
+    device(db, "cam-a", "SEC-A")
+    beats(db, "cam-a", hours(DAY, *range(22)))                  # 22/24, weeks old: past compress_after
+    db.commit()
+    with connect(database_url, autocommit=True) as jobs:
+        job = jobs.execute("SELECT job_id FROM timescaledb_information.jobs"
+                           " WHERE proc_name = 'policy_compression'").fetchone()["job_id"]
+        jobs.execute("CALL run_job(%s)", (job,))
+    assert db.execute("SELECT count(*) FILTER (WHERE is_compressed) AS n FROM timescaledb_information.chunks"
+                      " WHERE hypertable_name = 'heartbeats'").fetchone()["n"] == 1
+    db.commit()
+    value = sensor_value(db, "17", DAY, DAY + timedelta(days=1), settings=Settings(), now=LONG_AFTER)
+    assert (value.numerator, value.denominator, value.evidence[0].buckets_up) == (1, 1, 22)
+    assert _daily(db, "cam-a") == [("2026-11-01 00:00", 22, 22, 22)]

@@ -46,6 +46,19 @@ def find_postgres_bindir() -> Path:
     )
 
 
+def timescaledb_installed(bindir: Path) -> bool:
+    """True when the extension's library and control file are where the server in `bindir` looks for them."""
+    pg_config = bindir / "pg_config"
+    if not pg_config.exists():
+        return False
+    found = subprocess.run([str(pg_config), "--pkglibdir", "--sharedir"], capture_output=True, text=True)
+    lines = found.stdout.split()
+    if found.returncode != 0 or len(lines) != 2:
+        return False
+    libdir, sharedir = lines
+    return bool(glob.glob(f"{libdir}/timescaledb*.so")) and Path(sharedir, "extension", "timescaledb.control").exists()
+
+
 def _unprivileged_user() -> pwd.struct_passwd | None:
     """PostgreSQL refuses to run as root; borrow an existing unprivileged account rather than create one."""
     if os.geteuid() != 0:
@@ -62,7 +75,9 @@ class LocalPostgres:
     """Start with `with LocalPostgres() as pg:`; `pg.url` is a superuser URL to database `postgres`."""
 
     def __init__(self, *, workdir: Path | None = None, port: int | None = None,
-                 startup_timeout_s: float = 60) -> None:
+                 startup_timeout_s: float = 60, timescaledb: bool = False) -> None:
+        """`timescaledb=True` preloads the extension (ServiceUnavailable when it is not installed for these
+        binaries) with its background jobs off; the default is plain PostgreSQL even where it is installed."""
         self._user = _unprivileged_user()
         # As root the server runs as another account, which cannot reach into root's private temp dirs
         # (pytest's are 0700): it then gets a directory of its own that we remove at close().
@@ -73,6 +88,7 @@ class LocalPostgres:
         self.port = port or free_loopback_port()
         self.startup_timeout_s = startup_timeout_s
         self.bindir = find_postgres_bindir()
+        self.timescaledb = timescaledb
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -118,12 +134,15 @@ class LocalPostgres:
         return self
 
     def _preload_args(self) -> list[str]:
-        # TimescaleDB must be preloaded to be usable; load it only where the extension is installed.
-        libdir = subprocess.run([str(self.bindir / "pg_config"), "--pkglibdir"], capture_output=True,
-                                text=True).stdout.strip() if (self.bindir / "pg_config").exists() else ""
-        if libdir and glob.glob(f"{libdir}/timescaledb*.so"):
-            return ["-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off"]
-        return []
+        if not self.timescaledb:
+            return []
+        if not timescaledb_installed(self.bindir):
+            raise ServiceUnavailable(f"TimescaleDB is not installed for the PostgreSQL in {self.bindir} "
+                                     "(no timescaledb.so in its pkglibdir or no timescaledb.control in its sharedir)")
+        # Preloading is what CREATE EXTENSION requires. No background jobs: a refresh policy run at a moment the
+        # caller does not choose moves the continuous aggregates' watermark under it; run jobs with run_job().
+        return ["-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off",
+                "-c", "timescaledb.max_background_workers=0"]
 
     def _accepts_connections(self) -> bool:
         if self._process is not None and self._process.poll() is not None:

@@ -19,9 +19,8 @@ from psycopg.types.json import Jsonb
 
 from citykpi.db import connect
 from ingest import metrics
-from ingest.decode import Limits, Rejection, decode_message
+from ingest.decode import Accepted, Limits, Rejection, decode_message
 from ingest.message import Message
-from ingest.schema import Heartbeat
 from ingest.sink.errors import Verdict, classify, describe, error_class
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ class BatchResult:
 @dataclass(frozen=True)
 class _Staged:
     message: Message
-    heartbeat: Heartbeat
+    heartbeat: Accepted
 
 
 class HeartbeatSink:

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from citykpi.db import connect
 from ingest import metrics
 from ingest.decode import Accepted, Limits, Rejection, decode_message
 from ingest.message import Message
 from ingest.sink.errors import Verdict, classify, describe, error_class
+from ingest.sink.rows import stage_copy_data
 
 log = logging.getLogger(__name__)
 
@@ -207,12 +207,8 @@ class HeartbeatSink:
             with conn.cursor() as cur:
                 if staged:
                     with cur.copy(_COPY_STAGE) as copy:
-                        for arrival, item in enumerate(staged):
-                            hb = item.heartbeat
-                            copy.write_row((
-                                arrival, hb.device_id, hb.ts, hb.kind.value, hb.healthy, hb.status.value, hb.seq,
-                                _json(hb.checks), _json(hb.metrics), _json(hb.measurements),
-                                item.message.source, item.message.received_at))
+                        copy.write(stage_copy_data(
+                            (item.heartbeat, item.message.source, item.message.received_at) for item in staged))
                     mismatches = cur.execute(_REMOVE_KIND_MISMATCHES).fetchall()
                     for row in mismatches:
                         item = staged[row["arrival"]]
@@ -262,10 +258,6 @@ def _record_latency(messages: list[Message], staged: list[_Staged]) -> None:
         since_receipt[message.source].observe((committed - message.received_at).total_seconds())
     for item in staged:
         age[item.message.source].observe((committed - item.heartbeat.ts).total_seconds())
-
-
-def _json(value: dict | None) -> Jsonb | None:
-    return None if value is None else Jsonb(value)
 
 
 def _text(value: str) -> str:

@@ -42,6 +42,60 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
     return BrokerAddress(parts.hostname, parts.port or (8883 if tls else 1883), tls)
 
 
+class _ReadAhead:
+    """The broker's socket, read 64 KiB at a time.
+
+    paho reads each packet with three or more `recv` calls (type byte, length bytes, body) and selects once
+    per packet: one system call per few bytes. This serves those calls from one large read. `pending()` is
+    how paho learns that bytes wait here (it asks the same of TLS sockets), so it does not block in select
+    while they do. Everything else is the socket's own.
+    """
+
+    def __init__(self, sock: object) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._position = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._position >= len(self._buffer):
+            data = self._sock.recv(max(size, 65536))  # exceptions (would block, TLS wants, lost) are paho's
+            if len(data) <= size:
+                return data
+            self._buffer, self._position = data, 0
+        start = self._position
+        self._position = min(start + size, len(self._buffer))
+        return self._buffer[start:self._position]
+
+    def buffered(self) -> int:
+        return len(self._buffer) - self._position
+
+    def pending(self) -> int:
+        inner = getattr(self._sock, "pending", None)
+        return len(self._buffer) - self._position + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+class _Client(mqtt.Client):
+    # Packets handled per select: enough to empty a 64 KiB read of heartbeats, few enough that acknowledgements
+    # and keep-alives are sent in between.
+    READ_BURST = 500
+
+    def _create_socket(self) -> object:
+        return _ReadAhead(super()._create_socket())
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        """paho handles one incoming QoS 1 packet per select; go on while whole packets are already read."""
+        rc = super().loop_read(max_packets)
+        for _ in range(self.READ_BURST):
+            sock = self._sock
+            if rc != mqtt.MQTT_ERR_SUCCESS or not isinstance(sock, _ReadAhead) or not sock.buffered():
+                break
+            rc = super().loop_read(max_packets)
+        return rc
+
+
 class MqttSource:
     """Delivers `Message`s for `PREFIX/{device_id}/heartbeat` and `gateways/{gateway_id}/heartbeats`."""
 
@@ -69,11 +123,11 @@ class MqttSource:
         self._connects = 0
         self._queue: queue.Queue[Message] | None = None
         if protocol == "5":
-            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                       protocol=mqtt.MQTTv5, manual_ack=True)
+            self._client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
         else:
-            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                       protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
+            self._client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
         if username:
             self._client.username_pw_set(username, password)
         if self.address.tls:

@@ -3,11 +3,19 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.decode import Decoded
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A broker message as received. `acknowledge` is called only after its rows are committed."""
+    """A broker message as received. `acknowledge` is called only after its rows are committed.
+
+    `decoded`: `decode_message` of the payload, when the source already ran it on its own thread (so that it
+    overlaps the sink's database round trips); the sink decodes the others.
+    """
 
     source: str
     origin: str
@@ -16,3 +24,4 @@ class Message:
     expected_device_id: str | None
     allow_array: bool
     acknowledge: Callable[[], None]
+    decoded: "Decoded | None" = None

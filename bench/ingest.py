@@ -11,7 +11,8 @@ prints one Markdown table:
   heartbeats — decode, validate, stage, de-duplicate, commit, acknowledge — in heartbeats/s;
 - latency: heartbeats published at half that rate for a while, each stamped with its publish time as `ts`;
   p50/p99 of `stored_at - ts`, where `stored_at` is set by `clock_timestamp()` at INSERT (the COMMIT
-  follows in the same batch), so the figures are publish → row written, within a few ms of the commit;
+  follows in the same batch), so the figures are publish → row written, within a few ms of the commit; in
+  brackets p50/p99 of `received_at - ts`, the part spent before the ingest process had the message;
 - ingest CPU per heartbeat: user + system CPU time of the ingest process(es) while draining the backlog,
   divided by its size; unlike the rate, it barely moves when other work shares the machine;
 - peak RSS of the ingest process (VmHWM) over its whole run;
@@ -233,13 +234,16 @@ def _worker_env(env: dict[str, str], n: int, count: int) -> dict[str, str]:
             "CITYKPI_MQTT_SHARED_GROUP": env["CITYKPI_MQTT_CLIENT_ID"]}
 
 
-def _latencies(url: str) -> tuple[float, float]:
+def _latencies(url: str) -> tuple[float, ...]:
+    """p50, p99 of publish → stored, then of publish → receipt by the ingest process (the brokers' share), in ms."""
     with connect(url) as conn:
         row = conn.execute(
             "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - ts)) AS p50,"
-            " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - ts)) AS p99"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - ts)) AS p99,"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts)) AS r50,"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts)) AS r99"
             " FROM heartbeats").fetchone()
-    return float(row["p50"]) * 1000, float(row["p99"]) * 1000
+    return tuple(float(row[k]) * 1000 for k in ("p50", "p99", "r50", "r99"))
 
 
 def _paced(rate: float, seconds: float, send: Callable[[dict], None]) -> int:
@@ -280,8 +284,9 @@ def citykpi_mqtt(server_url: str, broker: LocalMqttBroker, heartbeats: list[dict
     publisher.close()
     _wait(lambda: _count(latency_url) >= sent, 300, "the paced MQTT heartbeats stored", 0.05)
     rss_mib = group.stop()
-    p50, p99 = _latencies(latency_url)
-    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us}
+    p50, p99, r50, r99 = _latencies(latency_url)
+    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us,
+            "receipt_ms": (r50, r99)}
 
 
 def citykpi_kafka(server_url: str, bootstrap: str, heartbeats: list[dict], latency_s: float, workdir: Path,
@@ -351,13 +356,15 @@ def citykpi_kafka(server_url: str, bootstrap: str, heartbeats: list[dict], laten
     sent = asyncio.run(paced())
     _wait(lambda: _count(latency_url) >= sent + 1, 300, "the paced Kafka heartbeats stored", 0.05)
     rss_mib = group.stop()
-    p50, p99 = _latencies(latency_url)
-    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us}
+    p50, p99, r50, r99 = _latencies(latency_url)
+    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us,
+            "receipt_ms": (r50, r99)}
 
 
 def _row(what: str, result: dict) -> tuple[str, ...]:
     return (what, f"{result['rate']:,.0f}", f"{result['cpu_us']:.0f}",
-            f"{result['p50_ms']:.0f} / {result['p99_ms']:.0f} at {result['paced']:,.0f}/s", f"{result['rss_mib']:.0f}")
+            f"{result['p50_ms']:.0f} / {result['p99_ms']:.0f} at {result['paced']:,.0f}/s "
+            f"({result['receipt_ms'][0]:.0f} / {result['receipt_ms'][1]:.0f})", f"{result['rss_mib']:.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -404,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.messages:,} heartbeats per throughput run; {os.cpu_count()} CPUs; "
           f"PostgreSQL from {pg.bindir}; {broker.implementation}\n")
     print("| what | heartbeats/s | ingest CPU per heartbeat (µs) | p50 / p99 publish→stored (ms) "
+          "(of it publish→receipt) "
           "| peak RSS per process (MiB) |")
     print("|---|---:|---:|---|---:|")
     for row in rows:

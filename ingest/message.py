@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 class Message:
     """A broker message as received. `acknowledge` is called only after its rows are committed.
 
+    `flush`: when set, `acknowledge` may only note the acknowledgement, and calling `flush` (once after a
+    batch's acknowledgements) sends what was noted.
+
     `decoded`: `decode_message` of the payload, when the source already ran it on its own thread (so that it
     overlaps the sink's database round trips); the sink decodes the others.
     """
@@ -25,3 +28,4 @@ class Message:
     allow_array: bool
     acknowledge: Callable[[], None]
     decoded: "Decoded | None" = None
+    flush: Callable[[], None] | None = None

@@ -7,6 +7,7 @@ thread only blocks if the sink is far behind, and then the broker holds the back
 
 import logging
 import queue
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from ingest.message import Message
 
 log = logging.getLogger(__name__)
 
+PUBACK = 0x40
+# A PUBACK with success needs no reason code, in MQTT 3.1.1 and 5 alike: type, remaining length 2, packet id.
+_PUBACK = struct.Struct("!BBH")
 # How long the broker keeps our session (subscriptions and unacknowledged messages) while we are away.
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
@@ -85,6 +89,20 @@ class _Client(mqtt.Client):
     def _create_socket(self) -> object:
         return _ReadAhead(super()._create_socket())
 
+    def ack_many(self, acks: list[tuple[int, int]]) -> None:
+        """`ack` of each (packet id, QoS), the QoS 1 ones as one write: paho would queue a 4-byte packet, wake
+        its thread and call send() for every message. Uses paho's own packet queue when it has one."""
+        queue_packet = getattr(self, "_packet_queue", None)
+        pubacks = [mid for mid, qos in acks if qos == 1]
+        if queue_packet is None or not pubacks:
+            for mid, qos in acks:
+                self.ack(mid, qos)
+            return
+        for mid, qos in acks:
+            if qos != 1:
+                self.ack(mid, qos)
+        queue_packet(PUBACK, b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid in pubacks), 0, 0)
+
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         """paho handles one incoming QoS 1 packet per select; go on while whole packets are already read."""
         rc = super().loop_read(max_packets)
@@ -122,6 +140,9 @@ class MqttSource:
         self._connection = 0
         self._connects = 0
         self._queue: queue.Queue[Message] | None = None
+        # (packet id, QoS, connection) of stored messages, until the batch's acknowledgements are flushed.
+        self._acks: list[tuple[int, int, int]] = []
+        self._acks_lock = threading.Lock()
         if protocol == "5":
             self._client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=True)
@@ -207,9 +228,19 @@ class MqttSource:
         mid, qos, connection = msg.mid, msg.qos, self._connection
 
         def acknowledge() -> None:
-            if qos > 0 and connection == self._connection:
-                client.ack(mid, qos)
+            if qos > 0:
+                with self._acks_lock:
+                    self._acks.append((mid, qos, connection))
 
         self._queue.put(Message(
             source="mqtt", origin=msg.topic, payload=msg.payload, received_at=self.clock(),
-            expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge))
+            expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge,
+            flush=self._flush_acknowledgements))
+
+    def _flush_acknowledgements(self) -> None:
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+        # Only on the connection that delivered the message: after a reconnect the broker resends what was not
+        # acknowledged and may reuse packet ids, so an old id acknowledged late could confirm another message.
+        current = [(mid, qos) for mid, qos, connection in acks if connection == self._connection]
+        self._client.ack_many(current)

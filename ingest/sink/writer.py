@@ -161,6 +161,8 @@ class HeartbeatSink:
         result.messages = len(messages)
         for message in messages:
             message.acknowledge()
+        for flush in {message.flush for message in messages if message.flush is not None}:
+            flush()
         _record_latency(messages, staged)
         return result
 

@@ -1,6 +1,6 @@
 """Ingest benchmark: citykpi's sustained rate and latency next to the ceilings of the parts it is built on.
 
-    .venv/bin/python -m bench.ingest [--messages 50000] [--latency-seconds 10]
+    .venv/bin/python -m bench.ingest [--messages 50000] [--latency-seconds 10] [--workers 2]
 
 Starts its own PostgreSQL, Mosquitto and (when java and mvn exist) Kafka on loopback, like the tests, and
 prints one Markdown table:
@@ -11,8 +11,14 @@ prints one Markdown table:
   heartbeats — decode, validate, stage, de-duplicate, commit, acknowledge — in heartbeats/s;
 - latency: heartbeats published at half that rate for a while, each stamped with its publish time as `ts`;
   p50/p99 of `stored_at - ts`, where `stored_at` is set by `clock_timestamp()` at INSERT (the COMMIT
-  follows in the same batch), so the figures are publish → row written, within a few ms of the commit;
-- peak RSS of the ingest process (VmHWM) over its whole run.
+  follows in the same batch), so the figures are publish → row written, within a few ms of the commit; in
+  brackets p50/p99 of `received_at - ts`, the part spent before the ingest process had the message;
+- ingest CPU per heartbeat: user + system CPU time of the ingest process(es) while draining the backlog,
+  divided by its size; unlike the rate, it barely moves when other work shares the machine;
+- peak RSS of the ingest process (VmHWM), the larger of its backlog drain and its paced run;
+- with `--workers N` (N > 1, the default 2), the same again with N `citykpi ingest` processes sharing the
+  work: an MQTT 5 shared subscription (`CITYKPI_MQTT_SHARED_GROUP`), one Kafka consumer group on a topic of
+  2·N partitions. The rate is the group's: all heartbeats over first receipt to last row, whoever stored them.
 """
 
 import argparse
@@ -158,9 +164,15 @@ class IngestProcess:
         self.peak_rss_kib = 0
 
     def start(self) -> "IngestProcess":
+        return self.launch().wait_ready()
+
+    def launch(self) -> "IngestProcess":
         with open(self.log, "ab") as log_file:
             self.process = subprocess.Popen([sys.executable, "-m", "citykpi.cli", "ingest", "--source", self.source],
                                             env=self.env, stdout=log_file, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self) -> "IngestProcess":
         _wait(self._ready, 90, f"citykpi ingest --source {self.source} ready (log {self.log})", 0.05)
         return self
 
@@ -174,6 +186,12 @@ class IngestProcess:
         except (urllib.error.URLError, OSError):
             return False
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the process has used so far: on a shared machine, a truer cost than wall time."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         assert self.process is not None
         status = Path(f"/proc/{self.process.pid}/status")
@@ -185,13 +203,47 @@ class IngestProcess:
         self.process.wait(60)
 
 
-def _latencies(url: str) -> tuple[float, float]:
+class Workers:
+    """`count` ingest processes with the same settings but their own MQTT client id; launched together, so
+    that none has drained its share before the others are up."""
+
+    def __init__(self, source: str, env: dict[str, str], workdir: Path, count: int) -> None:
+        self.processes = [IngestProcess(source, {**env, **_worker_env(env, n, count)}, workdir) for n in range(count)]
+
+    def start(self) -> "Workers":
+        for process in self.processes:
+            process.launch()
+        for process in self.processes:
+            process.wait_ready()
+        return self
+
+    def cpu_seconds(self) -> float:
+        return sum(process.cpu_seconds() for process in self.processes)
+
+    def stop(self) -> float:
+        """Stop every process; the largest peak RSS among them, in MiB."""
+        for process in self.processes:
+            process.stop()
+        return max(process.peak_rss_kib for process in self.processes) / 1024
+
+
+def _worker_env(env: dict[str, str], n: int, count: int) -> dict[str, str]:
+    if count == 1 or "CITYKPI_MQTT_CLIENT_ID" not in env:
+        return {}
+    return {"CITYKPI_MQTT_CLIENT_ID": f"{env['CITYKPI_MQTT_CLIENT_ID']}-{n}",
+            "CITYKPI_MQTT_SHARED_GROUP": env["CITYKPI_MQTT_CLIENT_ID"]}
+
+
+def _latencies(url: str) -> tuple[float, ...]:
+    """p50, p99 of publish → stored, then of publish → receipt by the ingest process (the brokers' share), in ms."""
     with connect(url) as conn:
         row = conn.execute(
             "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - ts)) AS p50,"
-            " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - ts)) AS p99"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - ts)) AS p99,"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts)) AS r50,"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts)) AS r99"
             " FROM heartbeats").fetchone()
-    return float(row["p50"]) * 1000, float(row["p99"]) * 1000
+    return tuple(float(row[k]) * 1000 for k in ("p50", "p99", "r50", "r99"))
 
 
 def _paced(rate: float, seconds: float, send: Callable[[dict], None]) -> int:
@@ -208,34 +260,48 @@ def _paced(rate: float, seconds: float, send: Callable[[dict], None]) -> int:
 
 
 def citykpi_mqtt(server_url: str, broker: LocalMqttBroker, heartbeats: list[dict], latency_s: float,
-                 workdir: Path) -> dict:
+                 workdir: Path, workers: int = 1) -> dict:
     url = _new_database(server_url)
     env = {"CITYKPI_DATABASE_URL": url, "CITYKPI_MQTT_URL": broker.url,
            "CITYKPI_MQTT_PROTOCOL": "5" if broker.supports_mqtt5 else "3.1.1",
            "CITYKPI_MQTT_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}"}
-    IngestProcess("mqtt", env, workdir).start().stop()  # creates the persistent session that holds the backlog
+    Workers("mqtt", env, workdir, workers).start().stop()  # creates the persistent sessions that hold the backlog
     publisher = MqttPublisher(broker.url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
     publisher.publish_all(heartbeats)
     publisher.close()
-    process = IngestProcess("mqtt", env, workdir).start()
+    group = Workers("mqtt", env, workdir, workers).start()
+    cpu_before = group.cpu_seconds()
     _wait(lambda: _count(url) >= len(heartbeats), 900, "the MQTT backlog stored", 0.05)
+    cpu_us = (group.cpu_seconds() - cpu_before) / len(heartbeats) * 1e6
     rate = _drain_rate(url)
 
     latency_url = _new_database(server_url)
-    process.stop()
+    drain_rss_mib = group.stop()
     env["CITYKPI_DATABASE_URL"] = latency_url
-    process = IngestProcess("mqtt", env, workdir).start()
+    group = Workers("mqtt", env, workdir, workers).start()
     publisher = MqttPublisher(broker.url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
     sent = _paced(rate / 2, latency_s, publisher.publish_heartbeat)
     publisher.close()
     _wait(lambda: _count(latency_url) >= sent, 300, "the paced MQTT heartbeats stored", 0.05)
-    process.stop()
-    p50, p99 = _latencies(latency_url)
-    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": process.peak_rss_kib / 1024}
+    rss_mib = max(drain_rss_mib, group.stop())  # the backlog's drain, then the paced run
+    p50, p99, r50, r99 = _latencies(latency_url)
+    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us,
+            "receipt_ms": (r50, r99)}
 
 
-def citykpi_kafka(server_url: str, bootstrap: str, heartbeats: list[dict], latency_s: float, workdir: Path) -> dict:
+def citykpi_kafka(server_url: str, bootstrap: str, heartbeats: list[dict], latency_s: float, workdir: Path,
+                  workers: int = 1) -> dict:
     from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def create_topic(name: str) -> None:
+        # Two partitions a worker: a consumer group spreads whole partitions, so N workers need N or more.
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, num_partitions=2 * workers, replication_factor=1)])
+        finally:
+            await admin.close()
 
     url = _new_database(server_url)
     topic = f"bench-{uuid.uuid4().hex[:6]}"
@@ -252,18 +318,22 @@ def citykpi_kafka(server_url: str, bootstrap: str, heartbeats: list[dict], laten
         finally:
             await producer.stop()
 
+    asyncio.run(create_topic(topic))
     asyncio.run(produce(heartbeats))
-    process = IngestProcess("kafka", env, workdir).start()
+    group = Workers("kafka", env, workdir, workers).start()
+    cpu_before = group.cpu_seconds()
     _wait(lambda: _count(url) >= len(heartbeats), 900, "the Kafka backlog stored", 0.05)
+    cpu_us = (group.cpu_seconds() - cpu_before) / len(heartbeats) * 1e6
     rate = _drain_rate(url)
-    process.stop()
+    drain_rss_mib = group.stop()
 
     latency_url = _new_database(server_url)
     env["CITYKPI_DATABASE_URL"] = latency_url
     env["CITYKPI_KAFKA_GROUP_ID"] = f"bench-{uuid.uuid4().hex[:6]}"
     topic = env["CITYKPI_KAFKA_TOPIC"] = f"bench-{uuid.uuid4().hex[:6]}"
-    asyncio.run(produce(heartbeats[:1]))  # the topic exists before the consumer looks for it
-    process = IngestProcess("kafka", env, workdir).start()
+    asyncio.run(create_topic(topic))  # the topic exists before the consumers look for it
+    asyncio.run(produce(heartbeats[:1]))
+    group = Workers("kafka", env, workdir, workers).start()
 
     async def paced() -> int:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
@@ -285,46 +355,65 @@ def citykpi_kafka(server_url: str, bootstrap: str, heartbeats: list[dict], laten
 
     sent = asyncio.run(paced())
     _wait(lambda: _count(latency_url) >= sent + 1, 300, "the paced Kafka heartbeats stored", 0.05)
-    process.stop()
-    p50, p99 = _latencies(latency_url)
-    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": process.peak_rss_kib / 1024}
+    rss_mib = max(drain_rss_mib, group.stop())  # the backlog's drain, then the paced run
+    p50, p99, r50, r99 = _latencies(latency_url)
+    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us,
+            "receipt_ms": (r50, r99)}
+
+
+def _row(what: str, result: dict) -> tuple[str, ...]:
+    return (what, f"{result['rate']:,.0f}", f"{result['cpu_us']:.0f}",
+            f"{result['p50_ms']:.0f} / {result['p99_ms']:.0f} at {result['paced']:,.0f}/s "
+            f"({result['receipt_ms'][0]:.0f} / {result['receipt_ms'][1]:.0f})", f"{result['rss_mib']:.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=50000, help="backlog size per throughput run")
     parser.add_argument("--latency-seconds", type=float, default=10, help="length of each paced latency run")
+    parser.add_argument("--sources", default="mqtt,kafka", help="which of mqtt,kafka to measure (a quick look)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also measure this many ingest processes sharing the work (1: one process only)")
     args = parser.parse_args(argv)
     heartbeats = _heartbeats(args.messages)
     with tempfile.TemporaryDirectory(prefix="citykpi-bench-") as tmp:
         workdir = Path(tmp)
         kafka = None
-        with LocalPostgres() as pg, LocalMqttBroker(workdir=workdir) as broker:
+        with LocalPostgres() as pg, LocalMqttBroker(workdir=workdir, max_inflight=10000) as broker:
             try:
-                from citykpi.services.kafka import KafkaBroker
-                kafka = KafkaBroker(workdir / "kafka").start()
+                if "kafka" in args.sources:
+                    from citykpi.services.kafka import KafkaBroker
+                    kafka = KafkaBroker(workdir / "kafka").start()
             except ServiceUnavailable as exc:
                 print(f"bench: Kafka unavailable, its row is skipped: {exc}", file=sys.stderr)
             try:
                 bare_mqtt, bare_copy = mqtt_ceiling(broker.url, heartbeats), copy_ceiling(pg.url, heartbeats)
-                rows = [("ceiling: bare paho subscriber, QoS 1", f"{bare_mqtt:,.0f}", "", ""),
-                        ("ceiling: bare COPY into heartbeats", f"{bare_copy:,.0f}", "", "")]
-                mq = citykpi_mqtt(pg.url, broker, heartbeats, args.latency_seconds, workdir)
-                rows.append(("citykpi ingest --source mqtt", f"{mq['rate']:,.0f}",
-                             f"{mq['p50_ms']:.0f} / {mq['p99_ms']:.0f} at {mq['paced']:,.0f}/s",
-                             f"{mq['rss_mib']:.0f}"))
-                if kafka is not None:
-                    kf = citykpi_kafka(pg.url, kafka.bootstrap, heartbeats, args.latency_seconds, workdir)
-                    rows.append(("citykpi ingest --source kafka", f"{kf['rate']:,.0f}",
-                                 f"{kf['p50_ms']:.0f} / {kf['p99_ms']:.0f} at {kf['paced']:,.0f}/s",
-                                 f"{kf['rss_mib']:.0f}"))
+                rows = [("ceiling: bare paho subscriber, QoS 1", f"{bare_mqtt:,.0f}", "", "", ""),
+                        ("ceiling: bare COPY into heartbeats", f"{bare_copy:,.0f}", "", "", "")]
+                for workers in sorted({1, args.workers}):
+                    label = "" if workers == 1 else f", {workers} processes (shared subscription)"
+                    if "mqtt" not in args.sources:
+                        pass
+                    elif workers == 1 or broker.supports_mqtt5:
+                        mq = citykpi_mqtt(pg.url, broker, heartbeats, args.latency_seconds, workdir, workers)
+                        rows.append(_row(f"citykpi ingest --source mqtt{label}", mq))
+                    else:
+                        print(f"bench: {broker.implementation} has no MQTT 5 shared subscriptions, skipped: {label}",
+                              file=sys.stderr)
+                    if kafka is not None:
+                        label = "" if workers == 1 else f", {workers} processes (consumer group)"
+                        kf = citykpi_kafka(pg.url, kafka.bootstrap, heartbeats, args.latency_seconds, workdir,
+                                           workers)
+                        rows.append(_row(f"citykpi ingest --source kafka{label}", kf))
             finally:
                 if kafka is not None:
                     kafka.stop()
     print(f"\n{args.messages:,} heartbeats per throughput run; {os.cpu_count()} CPUs; "
           f"PostgreSQL from {pg.bindir}; {broker.implementation}\n")
-    print("| what | heartbeats/s | p50 / p99 publish→stored (ms) | peak RSS (MiB) |")
-    print("|---|---:|---|---:|")
+    print("| what | heartbeats/s | ingest CPU per heartbeat (µs) | p50 / p99 publish→stored (ms) "
+          "(of it publish→receipt) "
+          "| peak RSS per process (MiB) |")
+    print("|---|---:|---:|---|---:|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     return 0

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
         None, pattern=r"^[A-Za-z0-9_-]+$",
         description="MQTT 5 shared subscription group: workers with the same group split one broker's messages")
     mqtt_receive_maximum: int = Field(
-        1000, ge=1, le=65535, description="unacknowledged QoS 1 messages the broker may send us at once")
+        10000, ge=1, le=65535, description="unacknowledged QoS 1 messages the broker may send us at once")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")
     kafka_topic: str = Field("heartbeats", description="Kafka topic carrying heartbeats")
     kafka_group_id: str = Field(

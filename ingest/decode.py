@@ -1,16 +1,21 @@
 """Turns one broker message into accepted heartbeats and rejections.
 
 Pure functions, no I/O: every source (MQTT, Kafka) and every test goes through `decode_message`, so there
-is one answer to "is this message valid".
+is one answer to "is this message valid". That answer is the pydantic model's (`ingest.schema.Heartbeat`):
+the hot path (`ingest.fastpath`) only ever accepts what the model accepts, with the same values, and hands
+everything else — every rejection included — to the model, which says why.
 """
 
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
+import orjson
 from pydantic import ValidationError
 
-from ingest.schema import Heartbeat
+from ingest.fastpath import accept
+from ingest.schema import DeviceKind, Heartbeat, Status
 
 
 @dataclass(frozen=True)
@@ -30,9 +35,29 @@ class Rejection:
     raw: bytes
 
 
+class Accepted(NamedTuple):
+    """An accepted heartbeat's values: what the model holds, plus its `healthy` verdict. A tuple, not the
+    model itself, because building a pydantic instance costs more than deciding validity on the hot path."""
+
+    device_id: str
+    kind: DeviceKind
+    ts: datetime
+    seq: int | None
+    status: Status
+    checks: dict[str, bool] | None
+    metrics: dict[str, int | float] | None
+    measurements: dict[str, int | float] | None
+    healthy: bool
+
+    @classmethod
+    def of(cls, heartbeat: Heartbeat) -> "Accepted":
+        return cls(heartbeat.device_id, heartbeat.kind, heartbeat.ts, heartbeat.seq, heartbeat.status,
+                   heartbeat.checks, heartbeat.metrics, heartbeat.measurements, heartbeat.healthy)
+
+
 @dataclass(frozen=True)
 class Decoded:
-    accepted: list[Heartbeat]
+    accepted: list[Accepted]
     rejected: list[Rejection]
     # Where each accepted heartbeat stands in a gateway's array (0 for a single object): a check made later,
     # against the registry, can then dead-letter that element's bytes alone (`element_raw`).
@@ -62,6 +87,35 @@ def decode_message(raw: bytes, *, received_at: datetime, expected_device_id: str
     if len(raw) > limits.max_message_bytes:
         return _reject("too_large", f"{len(raw)} bytes > {limits.max_message_bytes}", raw[:1024])
     try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        document = None  # not UTF-8, not JSON, or JSON orjson reads differently: the reference decides
+    if type(document) is dict:
+        items, where = [document], [""]
+    elif type(document) is list and allow_array and len(document) <= limits.max_gateway_heartbeats:
+        items, where = document, [f"[{index}] " for index in range(len(document))]
+    else:
+        items = []
+    valid = [accept(item) if type(item) is dict else None for item in items]
+    if valid and None not in valid:
+        accepted: list[Accepted] = []
+        rejected: list[Rejection] = []
+        positions: list[int] = []
+        for index, values in enumerate(valid):
+            _judge(Accepted._make(values), where[index], raw, items, index, received_at, expected_device_id,
+                   limits, accepted, rejected, positions)
+        return Decoded(accepted, rejected, positions)
+    return decode_message_reference(raw, received_at=received_at, expected_device_id=expected_device_id,
+                                    allow_array=allow_array, limits=limits)
+
+
+def decode_message_reference(raw: bytes, *, received_at: datetime, expected_device_id: str | None,
+                             allow_array: bool, limits: Limits) -> Decoded:
+    """`decode_message` through the standard json module and the pydantic model alone: the definition the
+    hot path is tested against, and what names the reason of every rejection."""
+    if len(raw) > limits.max_message_bytes:
+        return _reject("too_large", f"{len(raw)} bytes > {limits.max_message_bytes}", raw[:1024])
+    try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return _reject("not_utf8", f"invalid UTF-8 at byte {exc.start}", raw)
@@ -80,35 +134,18 @@ def decode_message(raw: bytes, *, received_at: datetime, expected_device_id: str
 
     accepted, rejected, positions = [], [], []
     for index, item in enumerate(items):
-        item_raw = raw if len(items) == 1 else json.dumps(item, ensure_ascii=False).encode()
         where = f"[{index}] " if len(items) > 1 or isinstance(document, list) else ""
         if not isinstance(item, dict):
-            rejected.append(Rejection("schema", f"{where}a heartbeat must be a JSON object", item_raw))
+            rejected.append(Rejection("schema", f"{where}a heartbeat must be a JSON object",
+                                      _item_raw(raw, items, index)))
             continue
         try:
-            heartbeat = Heartbeat.model_validate(item)
+            heartbeat = Accepted.of(Heartbeat.model_validate(item))
         except ValidationError as exc:
-            rejected.append(Rejection("schema", where + _describe(exc), item_raw))
+            rejected.append(Rejection("schema", where + _describe(exc), _item_raw(raw, items, index)))
             continue
-        if expected_device_id is not None and heartbeat.device_id != expected_device_id:
-            vouched = repr(expected_device_id) if expected_device_id else "no device (a Kafka message without a key)"
-            rejected.append(Rejection(
-                "device_mismatch",
-                f"{where}payload device_id {heartbeat.device_id!r} != {vouched} of the transport",
-                item_raw))
-            continue
-        if heartbeat.ts > received_at + limits.future_tolerance:
-            rejected.append(Rejection(
-                "ts_future", f"{where}ts {heartbeat.ts.isoformat()} is ahead of receipt "
-                f"{received_at.isoformat()} by more than {limits.future_tolerance}", item_raw))
-            continue
-        if heartbeat.ts < received_at - limits.lateness_window:
-            rejected.append(Rejection(
-                "ts_too_old", f"{where}ts {heartbeat.ts.isoformat()} is older than the lateness window "
-                f"({limits.lateness_window}) at receipt {received_at.isoformat()}", item_raw))
-            continue
-        accepted.append(heartbeat)
-        positions.append(index)
+        _judge(heartbeat, where, raw, items, index, received_at, expected_device_id, limits, accepted, rejected,
+               positions)
     return Decoded(accepted, rejected, positions)
 
 
@@ -119,6 +156,32 @@ def element_raw(raw: bytes, position: int) -> bytes:
     if not isinstance(document, list):
         return raw
     return raw if len(document) == 1 else json.dumps(document[position], ensure_ascii=False).encode()
+
+
+def _item_raw(raw: bytes, items: list, index: int) -> bytes:
+    return raw if len(items) == 1 else json.dumps(items[index], ensure_ascii=False).encode()
+
+
+def _judge(heartbeat: Accepted, where: str, raw: bytes, items: list, index: int, received_at: datetime,
+           expected_device_id: str | None, limits: Limits, accepted: list[Accepted],
+           rejected: list[Rejection], positions: list[int]) -> None:
+    """The checks that need the transport and the clock, on a heartbeat the contract accepts."""
+    if expected_device_id is not None and heartbeat.device_id != expected_device_id:
+        vouched = repr(expected_device_id) if expected_device_id else "no device (a Kafka message without a key)"
+        rejected.append(Rejection(
+            "device_mismatch", f"{where}payload device_id {heartbeat.device_id!r} != {vouched} of the transport",
+            _item_raw(raw, items, index)))
+    elif heartbeat.ts > received_at + limits.future_tolerance:
+        rejected.append(Rejection(
+            "ts_future", f"{where}ts {heartbeat.ts.isoformat()} is ahead of receipt "
+            f"{received_at.isoformat()} by more than {limits.future_tolerance}", _item_raw(raw, items, index)))
+    elif heartbeat.ts < received_at - limits.lateness_window:
+        rejected.append(Rejection(
+            "ts_too_old", f"{where}ts {heartbeat.ts.isoformat()} is older than the lateness window "
+            f"({limits.lateness_window}) at receipt {received_at.isoformat()}", _item_raw(raw, items, index)))
+    else:
+        accepted.append(heartbeat)
+        positions.append(index)
 
 
 def _refuse_constant(name: str) -> float:

@@ -3,6 +3,10 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.decode import Decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,6 +16,12 @@ class Message:
     `gateway_id` is the gateway the transport says sent it (the MQTT topic `gateways/{id}/heartbeats`, the
     Kafka key of an array), None for a device speaking for itself; the sink checks every registered device
     in it is bound to that gateway.
+
+    `flush`: when set, `acknowledge` may only note the acknowledgement, and calling `flush` (once after a
+    batch's acknowledgements) sends what was noted.
+
+    `decoded`: `decode_message` of the payload, when the source already ran it on its own thread (so that it
+    overlaps the sink's database round trips); the sink decodes the others.
     """
 
     source: str
@@ -22,3 +32,5 @@ class Message:
     allow_array: bool
     acknowledge: Callable[[], None]
     gateway_id: str | None = None
+    decoded: "Decoded | None" = None
+    flush: Callable[[], None] | None = None

@@ -50,28 +50,7 @@ class Heartbeat(BaseModel):
     @field_validator("ts", mode="before")
     @classmethod
     def _timestamp(cls, value: Any) -> datetime:
-        # bool is an int in Python; a `true` timestamp is a device bug, not 1 ms after the epoch.
-        if isinstance(value, bool):
-            raise ValueError("must be an RFC 3339 string or integer epoch milliseconds")
-        if isinstance(value, int):
-            try:
-                return datetime.fromtimestamp(value / 1000, tz=UTC)
-            except (OverflowError, OSError, ValueError) as exc:
-                raise ValueError(f"epoch milliseconds {value} out of range") from exc
-        if isinstance(value, str):
-            match = _RFC3339.match(value)
-            if match is None:
-                raise ValueError(f"{value[:40]!r} is not RFC 3339")
-            whole, fraction, offset = match.groups()
-            if offset is None:
-                raise ValueError(f"{value[:40]!r} has no UTC offset")
-            # Python keeps microseconds; nanosecond digits beyond them are cut, not rounded.
-            text = whole + (fraction or "")[:7] + ("+00:00" if offset in "Zz" else offset)
-            try:
-                return datetime.fromisoformat(text)
-            except ValueError as exc:
-                raise ValueError(f"{value[:40]!r} is not a valid date and time") from exc
-        raise ValueError("must be an RFC 3339 string or integer epoch milliseconds")
+        return parse_timestamp(value)
 
     @field_validator("metrics", "measurements")
     @classmethod
@@ -84,11 +63,41 @@ class Heartbeat(BaseModel):
 
     @property
     def healthy(self) -> bool:
-        """DESIGN: status is not fault, every reported check is true, and a monitor is collecting."""
-        if self.status is Status.FAULT:
-            return False
-        if self.checks and not all(self.checks.values()):
-            return False
-        if self.kind in MONITOR_KINDS and not self.measurements:
-            return False
-        return True
+        return is_healthy(self.kind, self.status, self.checks, self.measurements)
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """`ts` as the contract reads it; ValueError says why not. Shared with the hot-path decoder."""
+    # bool is an int in Python; a `true` timestamp is a device bug, not 1 ms after the epoch.
+    if isinstance(value, bool):
+        raise ValueError("must be an RFC 3339 string or integer epoch milliseconds")
+    if isinstance(value, int):
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError(f"epoch milliseconds {value} out of range") from exc
+    if isinstance(value, str):
+        match = _RFC3339.match(value)
+        if match is None:
+            raise ValueError(f"{value[:40]!r} is not RFC 3339")
+        whole, fraction, offset = match.groups()
+        if offset is None:
+            raise ValueError(f"{value[:40]!r} has no UTC offset")
+        # Python keeps microseconds; nanosecond digits beyond them are cut, not rounded.
+        text = whole + (fraction or "")[:7] + ("+00:00" if offset in "Zz" else offset)
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"{value[:40]!r} is not a valid date and time") from exc
+    raise ValueError("must be an RFC 3339 string or integer epoch milliseconds")
+
+
+def is_healthy(kind: str, status: str, checks: dict[str, bool] | None, measurements: dict | None) -> bool:
+    """DESIGN: status is not fault, every reported check is true, and a monitor is collecting."""
+    if status == Status.FAULT:
+        return False
+    if checks and not all(checks.values()):
+        return False
+    if kind in MONITOR_KINDS and not measurements:
+        return False
+    return True

@@ -44,7 +44,7 @@ def build_kafka_source(settings: Settings, *, clock: Callable[[], datetime] | No
         settings.kafka_bootstrap, topic=settings.kafka_topic, group_id=settings.kafka_group_id,
         max_in_flight=settings.kafka_max_in_flight, commit_interval_s=settings.kafka_commit_interval_s,
         session_timeout_ms=settings.kafka_session_timeout_ms, security=KafkaSecurity.from_settings(settings),
-        clock=clock or (lambda: datetime.now(UTC)))
+        clock=clock or (lambda: datetime.now(UTC)), decode_with=limits_from(settings))
 
 
 class Ingest:

@@ -9,6 +9,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from aiokafka.structs import TopicPartition
 
@@ -61,19 +62,24 @@ class OffsetTracker:
 
     def received(self, tp: TopicPartition, offset: int) -> Callable[[], None]:
         """Note a delivered offset; returns its `acknowledge`, safe to call from any thread, once or more."""
+        return self.received_many(tp, [offset])[0]
+
+    def received_many(self, tp: TopicPartition, offsets: list[int]) -> list[Callable[[], None]]:
+        """`received` for each of a fetch's offsets of one partition, in order, under one lock."""
         with self._changed:
             partition = self._partitions.get(tp)
-            if partition is None:  # revoked while the record was on its way to us: the next owner has it
-                return _noop
-            entry = [offset, False]
-            partition.pending.append(entry)
-            partition.by_offset[offset] = entry
+            if partition is None:  # revoked while the records were on their way to us: the next owner has them
+                return [_noop] * len(offsets)
+            for offset in offsets:
+                entry = [offset, False]
+                partition.pending.append(entry)
+                partition.by_offset[offset] = entry
+        return [partial(self._acknowledge, partition, offset) for offset in offsets]
 
-        def acknowledge() -> None:
-            with self._changed:
-                partition.done(offset)
-                self._changed.notify_all()
-        return acknowledge
+    def _acknowledge(self, partition: _Partition, offset: int) -> None:
+        with self._changed:
+            partition.done(offset)
+            self._changed.notify_all()
 
     def committable(self, only: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
         """Positions that moved since the last `mark_committed`."""

@@ -7,6 +7,7 @@ thread only blocks if the sink is far behind, and then the broker holds the back
 
 import logging
 import queue
+import struct
 import sys
 import threading
 from collections.abc import Callable
@@ -25,6 +26,9 @@ from ingest.mqtt.tls import MqttTls, describe_connect_error
 
 log = logging.getLogger(__name__)
 
+PUBACK = 0x40
+# A PUBACK with success needs no reason code, in MQTT 3.1.1 and 5 alike: type, remaining length 2, packet id.
+_PUBACK = struct.Struct("!BBH")
 # How long the broker keeps our session (subscriptions and unacknowledged messages) while we are away.
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
@@ -42,6 +46,74 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
         raise ValueError(f"CITYKPI_MQTT_URL {url!r}: expected mqtt://host:port or mqtts://host:port")
     tls = parts.scheme == "mqtts"
     return BrokerAddress(parts.hostname, parts.port or (8883 if tls else 1883), tls)
+
+
+class _ReadAhead:
+    """The broker's socket, read 64 KiB at a time.
+
+    paho reads each packet with three or more `recv` calls (type byte, length bytes, body) and selects once
+    per packet: one system call per few bytes. This serves those calls from one large read. `pending()` is
+    how paho learns that bytes wait here (it asks the same of TLS sockets), so it does not block in select
+    while they do. Everything else is the socket's own.
+    """
+
+    def __init__(self, sock: object) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._position = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._position >= len(self._buffer):
+            data = self._sock.recv(max(size, 65536))  # exceptions (would block, TLS wants, lost) are paho's
+            if len(data) <= size:
+                return data
+            self._buffer, self._position = data, 0
+        start = self._position
+        self._position = min(start + size, len(self._buffer))
+        return self._buffer[start:self._position]
+
+    def buffered(self) -> int:
+        return len(self._buffer) - self._position
+
+    def pending(self) -> int:
+        inner = getattr(self._sock, "pending", None)
+        return len(self._buffer) - self._position + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+class _Client(mqtt.Client):
+    # Packets handled per select: enough to empty a 64 KiB read of heartbeats, few enough that acknowledgements
+    # and keep-alives are sent in between.
+    READ_BURST = 500
+
+    def _create_socket(self) -> object:
+        return _ReadAhead(super()._create_socket())
+
+    def ack_many(self, acks: list[tuple[int, int]]) -> None:
+        """`ack` of each (packet id, QoS), the QoS 1 ones as one write: paho would queue a 4-byte packet, wake
+        its thread and call send() for every message. Uses paho's own packet queue when it has one."""
+        queue_packet = getattr(self, "_packet_queue", None)
+        pubacks = [mid for mid, qos in acks if qos == 1]
+        if queue_packet is None or not pubacks:
+            for mid, qos in acks:
+                self.ack(mid, qos)
+            return
+        for mid, qos in acks:
+            if qos != 1:
+                self.ack(mid, qos)
+        queue_packet(PUBACK, b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid in pubacks), 0, 0)
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        """paho handles one incoming QoS 1 packet per select; go on while whole packets are already read."""
+        rc = super().loop_read(max_packets)
+        for _ in range(self.READ_BURST):
+            sock = self._sock
+            if rc != mqtt.MQTT_ERR_SUCCESS or not isinstance(sock, _ReadAhead) or not sock.buffered():
+                break
+            rc = super().loop_read(max_packets)
+        return rc
 
 
 class MqttSource:
@@ -76,12 +148,15 @@ class MqttSource:
         self._connection = 0
         self._connects = 0
         self._queue: queue.Queue[Message] | None = None
+        # (packet id, QoS, connection) of stored messages, until the batch's acknowledgements are flushed.
+        self._acks: list[tuple[int, int, int]] = []
+        self._acks_lock = threading.Lock()
         if protocol == "5":
-            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                       protocol=mqtt.MQTTv5, manual_ack=True)
+            self._client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
         else:
-            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                       protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
+            self._client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
         if username:
             self._client.username_pw_set(username, password)
         if self.address.tls:
@@ -182,9 +257,19 @@ class MqttSource:
         mid, qos, connection = msg.mid, msg.qos, self._connection
 
         def acknowledge() -> None:
-            if qos > 0 and connection == self._connection:
-                client.ack(mid, qos)
+            if qos > 0:
+                with self._acks_lock:
+                    self._acks.append((mid, qos, connection))
 
         self._queue.put(Message(
             source="mqtt", origin=msg.topic, payload=msg.payload, received_at=self.clock(),
-            expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge, gateway_id=gateway_id))
+            expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge, gateway_id=gateway_id,
+            flush=self._flush_acknowledgements))
+
+    def _flush_acknowledgements(self) -> None:
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+        # Only on the connection that delivered the message: after a reconnect the broker resends what was not
+        # acknowledged and may reuse packet ids, so an old id acknowledged late could confirm another message.
+        current = [(mid, qos) for mid, qos, connection in acks if connection == self._connection]
+        self._client.ack_many(current)

@@ -14,16 +14,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from citykpi.db import connect, timescaledb_in_use
 from ingest import metrics
-from ingest.decode import Limits, Rejection, decode_message, element_raw
+from ingest.decode import Accepted, Limits, Rejection, decode_message, element_raw
 from ingest.message import Message
-from ingest.schema import Heartbeat
 from ingest.sink.errors import Verdict, classify, describe, error_class
+from ingest.sink.rows import stage_copy_data
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +113,9 @@ class BatchResult:
         return self
 
 
-@dataclass(frozen=True)
-class _Staged:
+class _Staged(NamedTuple):
     message: Message
-    heartbeat: Heartbeat
+    heartbeat: Accepted
     position: int = 0  # in a gateway's array
 
     def refused(self, reason: str, detail: str) -> Rejection:
@@ -168,9 +167,9 @@ class HeartbeatSink:
         for source, count in Counter(message.source for message in messages).items():
             metrics.MESSAGES_RECEIVED.labels(source).inc(count)
         for message in messages:
-            decoded = decode_message(message.payload, received_at=message.received_at,
-                                     expected_device_id=message.expected_device_id,
-                                     allow_array=message.allow_array, limits=self.limits)
+            decoded = message.decoded or decode_message(
+                message.payload, received_at=message.received_at, expected_device_id=message.expected_device_id,
+                allow_array=message.allow_array, limits=self.limits)
             staged += [_Staged(message, hb, position)
                        for hb, position in zip(decoded.accepted, decoded.positions, strict=True)]
             rejected += [(message, rejection) for rejection in decoded.rejected]
@@ -200,6 +199,8 @@ class HeartbeatSink:
         result.messages = len(messages)
         for message in messages:
             message.acknowledge()
+        for flush in {message.flush for message in messages if message.flush is not None}:
+            flush()
         _record_latency(messages, staged)
         return result
 
@@ -246,13 +247,9 @@ class HeartbeatSink:
             with conn.cursor() as cur:
                 if staged:
                     with cur.copy(_COPY_STAGE) as copy:
-                        for arrival, item in enumerate(staged):
-                            hb = item.heartbeat
-                            copy.write_row((
-                                arrival, hb.device_id, hb.ts, hb.kind.value, hb.healthy, hb.status.value, hb.seq,
-                                _json(hb.checks), _json(hb.metrics), _json(hb.measurements),
-                                item.message.source, item.message.received_at,
-                                None if item.message.gateway_id is None else _text(item.message.gateway_id)))
+                        copy.write(stage_copy_data(
+                            (item.heartbeat, item.message.source, item.message.received_at, item.message.gateway_id)
+                            for item in staged))
                     refused = 0
                     for row in cur.execute(_REMOVE_KIND_MISMATCHES).fetchall():
                         item = staged[row["arrival"]]
@@ -301,7 +298,7 @@ def _record(staged: list[_Staged], rejected: list[tuple[Message, Rejection]], st
     metrics.BATCH_WRITE_SECONDS.observe(seconds)
 
 
-def _not_bound(hb: Heartbeat, row: dict) -> str:
+def _not_bound(hb: Accepted, row: dict) -> str:
     who = f"gateway {row['gateway_id']!r}" if row["gateway_id"] else "a gateway without an id"
     if row["point_id"] is None:
         bound = "has no binding in force then"
@@ -314,17 +311,12 @@ def _not_bound(hb: Heartbeat, row: dict) -> str:
 
 def _record_latency(messages: list[Message], staged: list[_Staged]) -> None:
     committed = datetime.now(UTC)
-    # Label look-ups cost more than the observations: one per source and batch, not one per message.
-    since_receipt = {s: metrics.RECEIVE_TO_COMMIT_SECONDS.labels(s) for s in {m.source for m in messages}}
-    age = {s: metrics.HEARTBEAT_AGE_AT_COMMIT_SECONDS.labels(s) for s in since_receipt}
-    for message in messages:
-        since_receipt[message.source].observe((committed - message.received_at).total_seconds())
-    for item in staged:
-        age[item.message.source].observe((committed - item.heartbeat.ts).total_seconds())
-
-
-def _json(value: dict | None) -> Jsonb | None:
-    return None if value is None else Jsonb(value)
+    for source in {m.source for m in messages}:
+        metrics.observe_many(metrics.RECEIVE_TO_COMMIT_SECONDS.labels(source),
+                             [(committed - m.received_at).total_seconds() for m in messages if m.source == source])
+        metrics.observe_many(metrics.HEARTBEAT_AGE_AT_COMMIT_SECONDS.labels(source),
+                             [(committed - item.heartbeat.ts).total_seconds() for item in staged
+                              if item.message.source == source])
 
 
 def _text(value: str) -> str:

@@ -166,23 +166,28 @@ class PointRollupRefresher:
         self._catalog = catalog
         self._interval_s = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="point-rollup-refresher", daemon=True)
+        self._thread: threading.Thread | None = None
         self.refreshes = 0
         self.failures = 0
         self.last_seconds: float | None = None
         self.stale_days: int | None = None
 
     def start(self) -> None:
+        # A new thread per start: an app's lifespan may run more than once (tests drive it repeatedly).
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(self._stop,), name="point-rollup-refresher",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
-        self._thread.join(timeout_s)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         from citykpi.db import connect
 
-        while not self._stop.is_set():
+        while not stop.is_set():
             started = time.monotonic()
             try:
                 with connect(self._database_url, autocommit=True) as conn:
@@ -193,7 +198,7 @@ class PointRollupRefresher:
             except psycopg.Error as exc:
                 self.failures += 1
                 log.warning("point rollup refresh failed, retrying in %.0f s: %s", self._interval_s, exc)
-            self._stop.wait(self._interval_s)
+            stop.wait(self._interval_s)
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         """Prometheus: how far behind the point rollups are, and whether refreshing works."""

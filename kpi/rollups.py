@@ -105,10 +105,14 @@ def refresh_recent_rollups(conn: psycopg.Connection, start: datetime, end: datet
 
     `start` is a local midnight, `end` a local hour. A refresh cannot run in a transaction: an idle
     connection is switched to autocommit for it, one inside a transaction gets a second connection (the
-    refresh commits, and the caller's next statement sees it under READ COMMITTED). No-op on plain PostgreSQL.
+    refresh commits, and the caller's next statement sees it under READ COMMITTED). No-op on plain PostgreSQL,
+    and on a read-only session (`citykpi serve`'s API): there the point-rollup refresher of the same process
+    refreshes them with its own connection every CITYKPI_POINT_ROLLUP_REFRESH_S, whenever the ingest sink
+    has marked a day, so an API read lags a late heartbeat by that interval at most.
     """
     with _outside_transaction(conn) as refresher:
-        if not timescaledb_in_use(refresher):
+        if not timescaledb_in_use(refresher) or refresher.execute(
+                "SELECT current_setting('transaction_read_only') = 'on' AS read_only").fetchone()["read_only"]:
             return
         w = refresher.execute(_REFRESH_WINDOWS, {"start": start, "end": end,
                                                  "hourly_back": lateness_window + HOURLY_REFRESH_MARGIN,

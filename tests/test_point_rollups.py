@@ -172,6 +172,10 @@ def test_serve_refreshes_in_the_background_and_reports_it(database_url: str, db:
         wait_for(lambda: not _stale(watcher), what="the refresher to clear every mark")
         wait_for(lambda: "citykpi_point_rollup_stale_days 0.0" in client.get("/metrics").text,
                  what="the refresher's gauge")
+        # The API's sessions are read-only: on TimescaleDB a read over recent days must not try to refresh
+        # the continuous aggregates itself (the refresher does).
+        answer = client.get(f"/v1/kpis/17?from={NOVEMBER}&to={DECEMBER}")
+        assert (answer.status_code, answer.json()["denominator"]) == (200, 2)
     assert db.execute("SELECT count(*) AS n FROM point_monthly").fetchone()["n"] == 2
 
 

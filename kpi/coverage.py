@@ -23,7 +23,7 @@ from kpi.rollups import check_rollup_zone, refresh_recent_rollups
 # inside an interval. Buckets of the period are %(start)s + k hours before %(end)s (its ends are local
 # midnights, or the last bucket ended by now): exact for zones whose offset changes by whole hours.
 # Each CTE quotes the sentence of DESIGN.md ("What a coverage number means") it implements.
-_POINTS = """
+POINTS = """
 WITH versions AS (
     -- Each version of a point of the category, clipped to the period.
     SELECT point_id, name, admin_unit, valid_from,
@@ -53,7 +53,7 @@ in_force AS (
 )
 """
 
-_BOUND = """,
+BOUND = """,
 bound AS MATERIALIZED (
     -- (Materialized: seen through, the devices join adds a second, redundant condition on the daily
     -- rollup's key, and each binding's range scan becomes a slower BitmapAnd.)
@@ -68,7 +68,7 @@ bound AS MATERIALIZED (
 )
 """
 
-_EVIDENCE = sql.Composed([sql.SQL(_POINTS), sql.SQL(_BOUND), sql.SQL(""",
+_EVIDENCE = sql.Composed([sql.SQL(POINTS), sql.SQL(BOUND), sql.SQL(""",
 device_days AS (
     -- "A device is up in a bucket if it sent at least one healthy heartbeat in it" (its bit of up_mask),
     -- kept for the buckets starting inside the cut binding. One index range per binding; the day before
@@ -109,15 +109,22 @@ ORDER BY f.point_id
 # The same answer without each device's hours, from the point rollups (kpi/migrations/030_point_rollups.sql)
 # where they are fresh: whole months from point_monthly, other days from point_daily, and the days marked
 # stale (and a last day cut by "now") from heartbeats_daily exactly as _EVIDENCE computes every day.
+# A point's up bits on each day of %(computed_days)s, computed per device-day as _EVIDENCE does: the union of
+# its bound devices' bits, each cut to the buckets in which the binding and the point are both in force.
+# The live part of a read, and what a refresh of the point rollups stores (kpi/point_rollups.py).
+POINT_DAYS = """,
+point_days AS (
+    SELECT b.point_id, h.day, bit_or(h.up_mask & kpi_hour_mask(h.day, b.s, b.e)) AS up
+    FROM bound b
+    JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day = ANY (%(computed_days)s)
+                           AND h.day > b.s - interval '25 hours' AND h.day < b.e
+    GROUP BY 1, 2
+)
+"""
+
 _LIVE = """,
 live AS (
-    SELECT point_id, sum(bit_count(up::bit(64)))::int AS buckets_up
-    FROM (SELECT b.point_id, h.day, bit_or(h.up_mask & kpi_hour_mask(h.day, b.s, b.e)) AS up
-          FROM bound b
-          JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day = ANY (%(live_days)s)
-                                 AND h.day > b.s - interval '25 hours' AND h.day < b.e
-          GROUP BY 1, 2) per_day
-    GROUP BY point_id
+    SELECT point_id, sum(bit_count(up::bit(64)))::int AS buckets_up FROM point_days GROUP BY point_id
 )
 """
 
@@ -155,9 +162,9 @@ WHERE f.buckets_in_force > 0
 ORDER BY f.point_id
 """
 
-_AVAILABILITY = sql.Composed([sql.SQL(q) for q in (_POINTS, _BOUND, _LIVE, _ROLLED, _PARTS_WITH_LIVE,
+_AVAILABILITY = sql.Composed([sql.SQL(q) for q in (POINTS, BOUND, POINT_DAYS, _LIVE, _ROLLED, _PARTS_WITH_LIVE,
                                                    _AVAILABILITY_TAIL)])
-_AVAILABILITY_ROLLED = sql.Composed([sql.SQL(q) for q in (_POINTS, _ROLLED, _PARTS_ROLLED, _AVAILABILITY_TAIL)])
+_AVAILABILITY_ROLLED = sql.Composed([sql.SQL(q) for q in (POINTS, _ROLLED, _PARTS_ROLLED, _AVAILABILITY_TAIL)])
 
 
 @dataclass(frozen=True)
@@ -311,7 +318,7 @@ def _availability(conn: psycopg.Connection, params: dict, start: datetime, end: 
     plan = rollup_plan(conn, start, end, zone)
     query = _AVAILABILITY if plan.live_days else _AVAILABILITY_ROLLED
     return conn.execute(query, {**params, "months": plan.months, "days": plan.days,
-                                        "live_days": plan.live_days}).fetchall()
+                                "computed_days": plan.live_days}).fetchall()
 
 
 def summarise(*, code: str, name_vi: str, unit: str, theta: Decimal, period_from: date, period_to: date,

@@ -15,8 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from psycopg import sql
 
 from kpi.catalog import Catalog
+from kpi.coverage import BOUND, POINT_DAYS, POINTS
 from kpi.rollups import refresh_recent_rollups
 
 log = logging.getLogger(__name__)
@@ -25,52 +27,15 @@ log = logging.getLogger(__name__)
 # month without the other's days and the last to commit would win.
 _REFRESH_LOCK = 0x706F696E74
 
-# A point-day's bits, as kpi/coverage.py's full query computes them for a day inside a period: the union of
-# the up hours of the devices of the kind bound to the point, each cut to the buckets in which the binding
-# and a version of the point in the category are both in force. Spans are clipped to the days refreshed,
-# which changes no bit of those days.
-_COMPUTE_DAYS = """
-WITH pairs AS (
-    SELECT * FROM unnest(%(categories)s::text[], %(kinds)s::text[]) AS p(category, kind)
-),
-versions AS (
-    SELECT p.category, p.kind, kp.point_id,
-           greatest(kp.valid_from, %(first)s) AS s, least(coalesce(kp.valid_to, 'infinity'), %(last_end)s) AS e
-    FROM key_points kp
-    JOIN pairs p ON p.category = ANY (kp.categories)
-    WHERE kp.valid_from < %(last_end)s AND (kp.valid_to IS NULL OR kp.valid_to > %(first)s)
-),
-spans AS (
-    SELECT category, kind, point_id, min(s) AS s, max(e) AS e
-    FROM (SELECT category, kind, point_id, s, e,
-                 sum(CASE WHEN earlier_e >= s THEN 0 ELSE 1 END)
-                     OVER (PARTITION BY category, point_id ORDER BY s, e) AS island
-          FROM (SELECT category, kind, point_id, s, e,
-                       max(e) OVER (PARTITION BY category, point_id ORDER BY s, e
-                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier_e
-                FROM versions) ordered) islands
-    GROUP BY category, kind, point_id, island
-),
-bound AS MATERIALIZED (
-    SELECT sp.category, sp.kind, sp.point_id, bd.device_id, greatest(bd.valid_from, sp.s) AS s,
-           least(coalesce(bd.valid_to, 'infinity'), sp.e) AS e
-    FROM spans sp
-    JOIN bindings bd ON bd.point_id = sp.point_id AND bd.valid_from < sp.e
-                    AND (bd.valid_to IS NULL OR bd.valid_to > sp.s)
-    JOIN devices d ON d.device_id = bd.device_id AND d.kind = sp.kind
-),
-point_days AS (
-    SELECT b.category, b.kind, h.day, b.point_id, bit_or(h.up_mask & kpi_hour_mask(h.day, b.s, b.e)) AS up_mask
-    FROM bound b
-    JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day = ANY (%(days)s)
-                           AND h.day > b.s - interval '25 hours' AND h.day < b.e
-    GROUP BY 1, 2, 3, 4
-)
+# A point-day's bits as a read computes a stale day (kpi/coverage.py: the same CTEs, one indicator at a time),
+# for the points of the category in force in [first, last_end): the spans clipped to the days refreshed
+# change no bit of those days.
+_COMPUTE_DAYS = sql.Composed([sql.SQL(q) for q in (POINTS, BOUND, POINT_DAYS)] + [sql.SQL("""
 INSERT INTO point_daily (category, kind, day, point_id, up_mask, up_hours)
-SELECT category, kind, day, point_id, up_mask, bit_count(up_mask::bit(64))
+SELECT %(category)s, %(kind)s, day, point_id, up, bit_count(up::bit(64))
 FROM point_days
-WHERE up_mask <> 0
-"""
+WHERE up <> 0
+""")])
 
 _MONTHS_OF_DAYS = "SELECT array_agg(DISTINCT kpi_local_month(d)) AS months FROM unnest(%s::timestamptz[]) AS d"
 
@@ -98,9 +63,8 @@ def stale_days(conn: psycopg.Connection) -> list[datetime]:
     return [r["day"] for r in conn.execute("SELECT day FROM point_rollup_stale ORDER BY day")]
 
 
-def _pairs(catalog: Catalog) -> tuple[list[str], list[str]]:
-    specs = [i.sensor for i in catalog.sensor_indicators()]
-    return [s.category for s in specs], [s.device_kind for s in specs]
+def _pairs(catalog: Catalog) -> list[tuple[str, str]]:
+    return [(i.sensor.category, i.sensor.device_kind) for i in catalog.sensor_indicators()]
 
 
 def _by_month(marks: list[dict]) -> Iterable[list[dict]]:
@@ -118,7 +82,7 @@ def refresh(conn: psycopg.Connection, catalog: Catalog, *, lateness_window: time
     with skipped_busy, when another refresher holds the lock. On a connection outside autocommit the
     chunks are savepoints and the caller commits.
     """
-    categories, kinds = _pairs(catalog)
+    pairs = _pairs(catalog)
     first_stale = conn.execute("SELECT min(day) AS day FROM point_rollup_stale").fetchone()["day"]
     if first_stale is None:
         return RefreshResult(0, 0, 0)
@@ -137,8 +101,9 @@ def refresh(conn: psycopg.Connection, catalog: Catalog, *, lateness_window: time
             last_end = conn.execute("SELECT kpi_local_day(%s::timestamptz + interval '25 hours') AS e",
                                     (last,)).fetchone()["e"]
             conn.execute("DELETE FROM point_daily WHERE day = ANY (%s)", (days,))
-            point_days += conn.execute(_COMPUTE_DAYS, {"categories": categories, "kinds": kinds, "days": days,
-                                                       "first": first, "last_end": last_end}).rowcount
+            for category, kind in pairs:
+                point_days += conn.execute(_COMPUTE_DAYS, {"category": category, "kind": kind, "computed_days": days,
+                                                           "start": first, "end": last_end}).rowcount
             months = conn.execute(_MONTHS_OF_DAYS, (days,)).fetchone()["months"]
             conn.execute("DELETE FROM point_monthly WHERE month = ANY (%s)", (months,))
             conn.execute(_RECOMPUTE_MONTHS, {"months": months})

@@ -134,13 +134,12 @@ def _list_units(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_points(args: argparse.Namespace) -> int:
+def _export_to_output(args: argparse.Namespace, export, what: str) -> int:
+    """Run `export(conn, stream, zone, at=…)` into --output (or standard output) and say how many `what`."""
     from citykpi.db import connect
-    from registry.export import export_points_csv, export_points_geojson
 
     settings = load_settings()
     at = _instant(args.at, settings) if args.at else None
-    export = export_points_csv if args.format == "csv" else export_points_geojson
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     try:
         with connect(settings.require_database_url()) as conn:
@@ -148,25 +147,21 @@ def _export_points(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    print(f"{n} key point version(s) exported", file=sys.stderr)
+    print(f"{n} {what} exported", file=sys.stderr)
     return 0
+
+
+def _export_points(args: argparse.Namespace) -> int:
+    from registry.export import export_points_csv, export_points_geojson
+
+    return _export_to_output(args, export_points_csv if args.format == "csv" else export_points_geojson,
+                             "key point version(s)")
 
 
 def _export_devices(args: argparse.Namespace) -> int:
-    from citykpi.db import connect
     from registry.export import export_devices_csv
 
-    settings = load_settings()
-    at = _instant(args.at, settings) if args.at else None
-    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
-    try:
-        with connect(settings.require_database_url()) as conn:
-            n = export_devices_csv(conn, out, settings.zone, at=at)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    print(f"{n} binding(s) exported", file=sys.stderr)
-    return 0
+    return _export_to_output(args, export_devices_csv, "binding(s)")
 
 
 def _export_mosquitto(args: argparse.Namespace) -> int:

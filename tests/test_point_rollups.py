@@ -14,7 +14,7 @@ from kpi.coverage import rollup_plan
 from kpi.indicators import sensor_value
 from kpi.point_rollups import refresh
 from tests.helpers import BACKENDS, wait_for
-from tests.kpi_builders import ZONE, beats, device, every_hour, hours, local, point, value_every_way
+from tests.kpi_builders import ZONE, beats, device, every_hour, hours, local, materialise, point, value_every_way
 
 
 @pytest.fixture(params=BACKENDS)
@@ -34,10 +34,7 @@ def _settle(db: psycopg.Connection) -> None:
     which lie before the refresh policies' reach (as a backfill would, by hand)."""
     db.commit()
     if timescaledb_in_use(db):
-        with psycopg.connect(db.info.dsn, autocommit=True) as conn:
-            for view in ("heartbeats_hourly", "heartbeats_daily"):
-                conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)",
-                             (view, local(date(2026, 10, 31), 0, 0), local(date(2027, 1, 2), 0, 0)))
+        materialise(db.info.dsn, local(date(2026, 10, 31), 0, 0), local(date(2027, 1, 2), 0, 0))
 
 
 def _stale(db: psycopg.Connection) -> list[date]:

@@ -83,14 +83,14 @@ def refresh(conn: psycopg.Connection, catalog: Catalog, *, lateness_window: time
     chunks are savepoints and the caller commits.
     """
     pairs = _pairs(catalog)
-    first_stale = conn.execute("SELECT min(day) AS day FROM point_rollup_stale").fetchone()["day"]
-    if first_stale is None:
+    marks = conn.execute("SELECT day, generation, kpi_local_month(day) AS month FROM point_rollup_stale"
+                         " ORDER BY day").fetchall()
+    if not marks:
         return RefreshResult(0, 0, 0)
     # TimescaleDB: a late heartbeat below the continuous aggregates' watermark is not in heartbeats_daily
     # until they are refreshed (kpi/rollups.py); no-op on plain PostgreSQL, where the trigger keeps them exact.
-    refresh_recent_rollups(conn, first_stale, datetime.now(UTC), lateness_window=lateness_window)
-    marks = conn.execute("SELECT day, generation, kpi_local_month(day) AS month FROM point_rollup_stale"
-                         " ORDER BY day").fetchall()
+    # After reading the marks is enough: a write committed since has moved its mark's generation.
+    refresh_recent_rollups(conn, marks[0]["day"], datetime.now(UTC), lateness_window=lateness_window)
     done_days = done_months = point_days = 0
     for chunk in _by_month(marks):
         with conn.transaction():

@@ -41,10 +41,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.cpu import CpuMeter
 from citykpi.db import connect
 from citykpi.migrations import migrate
 from citykpi.services.databases import create_database
 from citykpi.services.errors import ServiceUnavailable
+from citykpi.services.kafka import KafkaBroker
 from citykpi.services.mqtt_broker import LocalMqttBroker
 from citykpi.services.ports import free_loopback_port
 from citykpi.services.postgres import LocalPostgres
@@ -88,14 +90,21 @@ def _drain_rate(url: str) -> float:
     return row["n"] / float(row["span"])
 
 
-def _count(url: str) -> int:
+def _wait_stored(url: str, count: int, timeout_s: float, what: str) -> None:
+    """Until `heartbeats` holds `count` rows. One connection, a count every quarter second, no parallel
+    workers: an earlier version connected and counted every 50 ms, which cost PostgreSQL a large share of a
+    core by the end of a 300 000-row drain, on the machine the ingest was measured on. The rates come from the
+    rows' own timestamps, so the polling interval does not enter them."""
     with connect(url) as conn:
-        return conn.execute("SELECT count(*) AS n FROM heartbeats").fetchone()["n"]
+        conn.execute("SET max_parallel_workers_per_gather = 0")
+        _wait(lambda: conn.execute("SELECT count(*) AS n FROM heartbeats").fetchone()["n"] >= count,
+              timeout_s, what, 0.25)
 
 
 # -- ceilings -------------------------------------------------------------------------------------------
 
-def mqtt_ceiling(broker_url: str, heartbeats: list[dict]) -> float:
+def mqtt_ceiling(broker: LocalMqttBroker, heartbeats: list[dict]) -> dict:
+    broker_url = broker.url
     address = parse_mqtt_url(broker_url)
     client_id = f"bench-bare-{uuid.uuid4().hex[:6]}"
     received = 0
@@ -125,30 +134,37 @@ def mqtt_ceiling(broker_url: str, heartbeats: list[dict]) -> float:
     publisher = MqttPublisher(broker_url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
     publisher.publish_all(heartbeats)
     publisher.close()
-    started = time.perf_counter()
+    started, meter, own_cpu = time.perf_counter(), CpuMeter({"broker": broker.pid}).start(), time.process_time()
     client = session()
     if not done.wait(600):
         raise SystemExit(f"bench: the bare subscriber got {received}/{len(heartbeats)}")
     elapsed = time.perf_counter() - started
+    cpu = {"ours": time.process_time() - own_cpu, **meter.stop()}
     client.disconnect()
     client.loop_stop()
-    return len(heartbeats) / elapsed
+    return {"rate": len(heartbeats) / elapsed, "cpu_us": _per_heartbeat(cpu, len(heartbeats))}
 
 
-def copy_ceiling(server_url: str, heartbeats: list[dict]) -> float:
-    url = _new_database(server_url)
+def copy_ceiling(pg: LocalPostgres, heartbeats: list[dict]) -> dict:
+    url = _new_database(pg.url)
     rows = [(hb["device_id"], datetime.fromisoformat(hb["ts"]), "cctv", True, "ok", None,
              json.dumps(hb["checks"]), json.dumps(hb["metrics"]), None, "bench", datetime.now(UTC))
             for hb in heartbeats]
     with connect(url) as conn:
-        started = time.perf_counter()
+        started, meter, own_cpu = time.perf_counter(), CpuMeter({"postgresql": pg.pid}).start(), time.process_time()
         with conn.cursor() as cur, cur.copy(
                 "COPY heartbeats (device_id, ts, kind, healthy, status, seq, checks, metrics, measurements,"
                 " source, received_at) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         conn.commit()
-        return len(rows) / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        cpu = {"ours": time.process_time() - own_cpu, **meter.stop()}
+    return {"rate": len(rows) / elapsed, "cpu_us": _per_heartbeat(cpu, len(rows))}
+
+
+def _per_heartbeat(cpu_seconds: dict[str, float], count: int) -> dict[str, float]:
+    return {name: seconds / count * 1e6 for name, seconds in cpu_seconds.items()}
 
 
 # -- citykpi ------------------------------------------------------------------------------------------
@@ -227,6 +243,15 @@ class Workers:
         return max(process.peak_rss_kib for process in self.processes) / 1024
 
 
+def _startup_cpu(group: Workers) -> float:
+    """CPU the processes spend getting ready with nothing to do (imports, connections), taken off a measured
+    run's total: a drain starts before a process reports ready, so its CPU is counted from launch."""
+    group.start()
+    spent = group.cpu_seconds()
+    group.stop()
+    return spent
+
+
 def _worker_env(env: dict[str, str], n: int, count: int) -> dict[str, str]:
     if count == 1 or "CITYKPI_MQTT_CLIENT_ID" not in env:
         return {}
@@ -259,20 +284,21 @@ def _paced(rate: float, seconds: float, send: Callable[[dict], None]) -> int:
     return total
 
 
-def citykpi_mqtt(server_url: str, broker: LocalMqttBroker, heartbeats: list[dict], latency_s: float,
+def citykpi_mqtt(pg: LocalPostgres, broker: LocalMqttBroker, heartbeats: list[dict], latency_s: float,
                  workdir: Path, workers: int = 1) -> dict:
+    server_url = pg.url
     url = _new_database(server_url)
     env = {"CITYKPI_DATABASE_URL": url, "CITYKPI_MQTT_URL": broker.url,
            "CITYKPI_MQTT_PROTOCOL": "5" if broker.supports_mqtt5 else "3.1.1",
            "CITYKPI_MQTT_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}"}
-    Workers("mqtt", env, workdir, workers).start().stop()  # creates the persistent sessions that hold the backlog
-    publisher = MqttPublisher(broker.url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
+    startup_cpu = _startup_cpu(Workers("mqtt", env, workdir, workers))  # also creates the sessions that hold
+    publisher = MqttPublisher(broker.url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")  # the backlog
     publisher.publish_all(heartbeats)
     publisher.close()
+    meter = CpuMeter({"postgresql": pg.pid, "broker": broker.pid}).start()
     group = Workers("mqtt", env, workdir, workers).start()
-    cpu_before = group.cpu_seconds()
-    _wait(lambda: _count(url) >= len(heartbeats), 900, "the MQTT backlog stored", 0.05)
-    cpu_us = (group.cpu_seconds() - cpu_before) / len(heartbeats) * 1e6
+    _wait_stored(url, len(heartbeats), 900, "the MQTT backlog stored")
+    cpu_us = _per_heartbeat({"ours": group.cpu_seconds() - startup_cpu, **meter.stop()}, len(heartbeats))
     rate = _drain_rate(url)
 
     latency_url = _new_database(server_url)
@@ -282,15 +308,15 @@ def citykpi_mqtt(server_url: str, broker: LocalMqttBroker, heartbeats: list[dict
     publisher = MqttPublisher(broker.url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
     sent = _paced(rate / 2, latency_s, publisher.publish_heartbeat)
     publisher.close()
-    _wait(lambda: _count(latency_url) >= sent, 300, "the paced MQTT heartbeats stored", 0.05)
+    _wait_stored(latency_url, sent, 300, "the paced MQTT heartbeats stored")
     rss_mib = max(drain_rss_mib, group.stop())  # the backlog's drain, then the paced run
     p50, p99, r50, r99 = _latencies(latency_url)
     return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us,
             "receipt_ms": (r50, r99)}
 
 
-def citykpi_kafka(server_url: str, bootstrap: str, heartbeats: list[dict], latency_s: float, workdir: Path,
-                  workers: int = 1) -> dict:
+def citykpi_kafka(pg: LocalPostgres, kafka: KafkaBroker, heartbeats: list[dict], latency_s: float,
+                  workdir: Path, workers: int = 1) -> dict:
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -303,6 +329,7 @@ def citykpi_kafka(server_url: str, bootstrap: str, heartbeats: list[dict], laten
         finally:
             await admin.close()
 
+    server_url, bootstrap = pg.url, kafka.bootstrap
     url = _new_database(server_url)
     topic = f"bench-{uuid.uuid4().hex[:6]}"
     env = {"CITYKPI_DATABASE_URL": url, "CITYKPI_KAFKA_BOOTSTRAP": bootstrap, "CITYKPI_KAFKA_TOPIC": topic,
@@ -319,11 +346,12 @@ def citykpi_kafka(server_url: str, bootstrap: str, heartbeats: list[dict], laten
             await producer.stop()
 
     asyncio.run(create_topic(topic))
+    startup_cpu = _startup_cpu(Workers("kafka", env, workdir, workers))
     asyncio.run(produce(heartbeats))
+    meter = CpuMeter({"postgresql": pg.pid, "broker": kafka.pid}).start()
     group = Workers("kafka", env, workdir, workers).start()
-    cpu_before = group.cpu_seconds()
-    _wait(lambda: _count(url) >= len(heartbeats), 900, "the Kafka backlog stored", 0.05)
-    cpu_us = (group.cpu_seconds() - cpu_before) / len(heartbeats) * 1e6
+    _wait_stored(url, len(heartbeats), 900, "the Kafka backlog stored")
+    cpu_us = _per_heartbeat({"ours": group.cpu_seconds() - startup_cpu, **meter.stop()}, len(heartbeats))
     rate = _drain_rate(url)
     drain_rss_mib = group.stop()
 
@@ -354,15 +382,30 @@ def citykpi_kafka(server_url: str, bootstrap: str, heartbeats: list[dict], laten
         return total
 
     sent = asyncio.run(paced())
-    _wait(lambda: _count(latency_url) >= sent + 1, 300, "the paced Kafka heartbeats stored", 0.05)
+    _wait_stored(latency_url, sent + 1, 300, "the paced Kafka heartbeats stored")
     rss_mib = max(drain_rss_mib, group.stop())  # the backlog's drain, then the paced run
     p50, p99, r50, r99 = _latencies(latency_url)
     return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us,
             "receipt_ms": (r50, r99)}
 
 
+_CPU_PARTS = ("ours", "postgresql", "broker")
+
+
+def _cpu_cells(cpu_us: dict[str, float]) -> tuple[str, str]:
+    """The CPU a heartbeat cost each part (blank where a part took no part), and what all of this machine's
+    cores could carry at that cost: the rate is near it when the run was CPU-bound."""
+    parts = " · ".join(f"{cpu_us[part]:.0f}" if part in cpu_us else "–" for part in _CPU_PARTS)
+    total = sum(cpu_us.values())
+    return f"{parts} = {total:.0f}", f"{(os.cpu_count() or 1) * 1e6 / total:,.0f}" if total else ""
+
+
+def _ceiling_row(what: str, result: dict) -> tuple[str, ...]:
+    return (what, f"{result['rate']:,.0f}", *_cpu_cells(result["cpu_us"]), "", "")
+
+
 def _row(what: str, result: dict) -> tuple[str, ...]:
-    return (what, f"{result['rate']:,.0f}", f"{result['cpu_us']:.0f}",
+    return (what, f"{result['rate']:,.0f}", *_cpu_cells(result["cpu_us"]),
             f"{result['p50_ms']:.0f} / {result['p99_ms']:.0f} at {result['paced']:,.0f}/s "
             f"({result['receipt_ms'][0]:.0f} / {result['receipt_ms'][1]:.0f})", f"{result['rss_mib']:.0f}")
 
@@ -382,38 +425,35 @@ def main(argv: list[str] | None = None) -> int:
         with LocalPostgres() as pg, LocalMqttBroker(workdir=workdir, max_inflight=10000) as broker:
             try:
                 if "kafka" in args.sources:
-                    from citykpi.services.kafka import KafkaBroker
                     kafka = KafkaBroker(workdir / "kafka").start()
             except ServiceUnavailable as exc:
                 print(f"bench: Kafka unavailable, its row is skipped: {exc}", file=sys.stderr)
             try:
-                bare_mqtt, bare_copy = mqtt_ceiling(broker.url, heartbeats), copy_ceiling(pg.url, heartbeats)
-                rows = [("ceiling: bare paho subscriber, QoS 1", f"{bare_mqtt:,.0f}", "", "", ""),
-                        ("ceiling: bare COPY into heartbeats", f"{bare_copy:,.0f}", "", "", "")]
+                rows = [_ceiling_row("ceiling: bare paho subscriber, QoS 1", mqtt_ceiling(broker, heartbeats)),
+                        _ceiling_row("ceiling: bare COPY into heartbeats", copy_ceiling(pg, heartbeats))]
                 for workers in sorted({1, args.workers}):
                     label = "" if workers == 1 else f", {workers} processes (shared subscription)"
                     if "mqtt" not in args.sources:
                         pass
                     elif workers == 1 or broker.supports_mqtt5:
-                        mq = citykpi_mqtt(pg.url, broker, heartbeats, args.latency_seconds, workdir, workers)
+                        mq = citykpi_mqtt(pg, broker, heartbeats, args.latency_seconds, workdir, workers)
                         rows.append(_row(f"citykpi ingest --source mqtt{label}", mq))
                     else:
                         print(f"bench: {broker.implementation} has no MQTT 5 shared subscriptions, skipped: {label}",
                               file=sys.stderr)
                     if kafka is not None:
                         label = "" if workers == 1 else f", {workers} processes (consumer group)"
-                        kf = citykpi_kafka(pg.url, kafka.bootstrap, heartbeats, args.latency_seconds, workdir,
-                                           workers)
+                        kf = citykpi_kafka(pg, kafka, heartbeats, args.latency_seconds, workdir, workers)
                         rows.append(_row(f"citykpi ingest --source kafka{label}", kf))
             finally:
                 if kafka is not None:
                     kafka.stop()
     print(f"\n{args.messages:,} heartbeats per throughput run; {os.cpu_count()} CPUs; "
           f"PostgreSQL from {pg.bindir}; {broker.implementation}\n")
-    print("| what | heartbeats/s | ingest CPU per heartbeat (µs) | p50 / p99 publish→stored (ms) "
-          "(of it publish→receipt) "
+    print("| what | heartbeats/s | CPU per heartbeat (µs): ours · PostgreSQL · broker "
+          f"| {os.cpu_count()} cores at that CPU cost (/s) | p50 / p99 publish→stored (ms) (of it publish→receipt) "
           "| peak RSS per process (MiB) |")
-    print("|---|---:|---:|---|---:|")
+    print("|---|---:|---:|---:|---|---:|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     return 0

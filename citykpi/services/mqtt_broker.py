@@ -111,6 +111,10 @@ class LocalMqttBroker:
     def log_path(self) -> Path:
         return self.workdir / f"{self.implementation}.log"
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def _command(self) -> list[str]:
         if self.implementation == "mosquitto":
             mosquitto = find_mosquitto()

@@ -99,6 +99,11 @@ class LocalPostgres:
     def log_path(self) -> Path:
         return self.workdir / "postgres.log"
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's: its backends are its children (the benchmarks add up their CPU time)."""
+        return self._process.pid if self._process is not None else None
+
     def _demote(self) -> None:
         if self._user is not None:
             os.setgid(self._user.pw_gid)

@@ -10,6 +10,7 @@ import queue
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 PUBACK = 0x40
 # A PUBACK with success needs no reason code, in MQTT 3.1.1 and 5 alike: type, remaining length 2, packet id.
 _PUBACK = struct.Struct("!BBH")
+# What every message that comes through `_Client`'s own PUBLISH reading carries: it had no properties, and
+# nobody reads a heartbeat's properties.
+_NO_PROPERTIES = Properties(PacketTypes.PUBLISH)
 # How long the broker keeps our session (subscriptions and unacknowledged messages) while we are away.
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
@@ -104,6 +108,34 @@ class _Client(mqtt.Client):
             if qos != 1:
                 self.ack(mid, qos)
         queue_packet(PUBACK, b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid in pubacks), 0, 0)
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        """An MQTT 5 PUBLISH of QoS 0 or 1 without properties, read here; any other goes to paho.
+
+        For every MQTT 5 PUBLISH paho builds a `Properties`, whose constructor fills two dicts describing all
+        MQTT 5 properties, even when the packet has none: measured, a quarter of our CPU per heartbeat (168 µs
+        against 123 µs with MQTT 3.1.1, which has no properties). Heartbeats carry none. Acknowledging stays
+        manual, as for paho's own path (`manual_ack=True`).
+        """
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        if self._protocol != mqtt.MQTTv5 or qos > 1 or not self._manual_ack or len(packet) < 2:
+            return super()._handle_publish()
+        topic_end = 2 + int.from_bytes(packet[:2], "big")
+        properties_at = topic_end + 2 if qos else topic_end
+        # An empty topic (with a topic alias, itself a property) and malformed packets are paho's to judge.
+        if topic_end == 2 or len(packet) <= properties_at or packet[properties_at] != 0:
+            return super()._handle_publish()
+        message = mqtt.MQTTMessage(mid=int.from_bytes(packet[topic_end:properties_at], "big") if qos else 0,
+                                   topic=bytes(packet[2:topic_end]))
+        message.dup = bool(header & 0x08)
+        message.qos = qos
+        message.retain = bool(header & 0x01)
+        message.properties = _NO_PROPERTIES
+        message.payload = bytes(packet[properties_at + 1:])
+        message.timestamp = time.monotonic()
+        self._handle_on_message(message)
+        return mqtt.MQTT_ERR_SUCCESS
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         """paho handles one incoming QoS 1 packet per select; go on while whole packets are already read."""

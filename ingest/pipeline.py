@@ -1,12 +1,11 @@
 """The worker loop: take messages from the sources' queue, cut batches by size and wait, write, acknowledge."""
 
 import logging
-import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 from ingest import metrics
+from ingest.handoff import Handoff
 from ingest.message import Message
 from ingest.sink import BatchResult, HeartbeatSink, WriteAbandoned
 
@@ -16,8 +15,9 @@ log = logging.getLogger(__name__)
 class IngestWorker:
     """Runs the sink on its own thread. `stop()` drains what was received, commits, acknowledges, returns.
 
-    The queue is bounded (`queue_max`): when the database is slow, sources block on it and the brokers hold
-    the backlog. `on_batch` sees every committed batch's result (for progress bars and tests).
+    The queue is bounded (`queue_max`, give or take one source's read): when the database is slow, sources
+    block on it and the brokers hold the backlog. `on_batch` sees every committed batch's result (for progress
+    bars and tests).
     """
 
     def __init__(self, sink: HeartbeatSink, *, batch_max_rows: int = 5000, batch_max_wait_s: float = 0.2,
@@ -28,7 +28,7 @@ class IngestWorker:
         self.batch_max_wait_s = batch_max_wait_s
         self.batch_idle_s = batch_idle_s
         self.queue_max = queue_max
-        self.queue: queue.Queue[Message] = queue.Queue(maxsize=queue_max)
+        self.queue = Handoff(queue_max)
         self.on_batch = on_batch
         self.totals = BatchResult()
         self.failure: BaseException | None = None
@@ -76,24 +76,8 @@ class IngestWorker:
         yield metrics.QUEUE_CAPACITY, (), self.queue_max
 
     def _next_batch(self) -> list[Message]:
-        try:
-            first = self.queue.get(timeout=0.1)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.batch_max_wait_s
-        while len(batch) < self.batch_max_rows:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining > 0:
-                    # A pause in the stream usually means a broker is waiting for our acknowledgements (MQTT
-                    # delivers only its in-flight window before it does): waiting longer would only add latency.
-                    batch.append(self.queue.get(timeout=min(remaining, self.batch_idle_s)))
-                else:
-                    batch.append(self.queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+        return self.queue.take(self.batch_max_rows, first_wait_s=0.1, max_wait_s=self.batch_max_wait_s,
+                               idle_s=self.batch_idle_s)
 
     def _run(self) -> None:
         try:

@@ -1,7 +1,6 @@
 """The Kafka source against a real broker: the example table, storage, offsets, the key check, rebalances."""
 
 import json
-import queue
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +11,7 @@ from psycopg import sql
 
 from citykpi.settings import Settings
 from ingest.decode import Limits, decode_message
+from ingest.handoff import Handoff
 from ingest.kafka import KafkaSource
 from ingest.message import Message
 from ingest.service import KafkaIngest
@@ -69,13 +69,12 @@ def table_through_kafka(kafka_bootstrap: str) -> dict[str, Message]:
     by_origin = {f"{topic}/{partition}/{offset}": example[0] for example, (partition, offset)
                  in zip(KAFKA_EXAMPLES, placed, strict=True)}
     source = KafkaSource(kafka_bootstrap, topic=topic, group_id=group, clock=lambda: RECEIVED)
-    received: queue.Queue[Message] = queue.Queue()
+    received = Handoff(10_000)
     source.start(received)
     messages: dict[str, Message] = {}
     try:
         def all_received() -> bool:
-            while not received.empty():
-                message = received.get_nowait()
+            for message in _take_now(received, 10_000):
                 messages[by_origin[message.origin]] = message
                 message.acknowledge()
             return len(messages) == len(KAFKA_EXAMPLES)
@@ -187,17 +186,21 @@ def test_the_source_stops_fetching_at_max_in_flight_until_the_sink_acknowledges(
     now = datetime.now(UTC).replace(microsecond=0)
     produce(kafka_bootstrap, topic, [_heartbeat("cam-1", now - timedelta(seconds=n)) for n in range(100)])
     source = KafkaSource(kafka_bootstrap, topic=topic, group_id=group, max_in_flight=10)
-    handed_over: queue.Queue[Message] = queue.Queue()
+    handed_over = Handoff(10_000)
     source.start(handed_over)
     try:
         wait_for(lambda: handed_over.qsize() >= 10, timeout_s=60, what="the first 10 records")
         assert handed_over.qsize() == 10
-        for _ in range(4):
-            handed_over.get_nowait().acknowledge()
+        for message in _take_now(handed_over, 4):
+            message.acknowledge()
         wait_for(lambda: handed_over.qsize() >= 10, timeout_s=30, what="4 more records once 4 were acknowledged")
         assert (handed_over.qsize(), source.tracker.unacknowledged()) == (10, 10)
     finally:
         source.close()
+
+
+def _take_now(handoff: Handoff, most: int) -> list[Message]:
+    return handoff.take(most, first_wait_s=0, max_wait_s=0, idle_s=0)
 
 
 def test_closing_while_the_sink_queue_is_full_still_ends_the_consumer_thread(kafka_bootstrap: str) -> None:
@@ -205,9 +208,13 @@ def test_closing_while_the_sink_queue_is_full_still_ends_the_consumer_thread(kaf
     now = datetime.now(UTC).replace(microsecond=0)
     produce(kafka_bootstrap, topic, [_heartbeat("cam-1", now - timedelta(seconds=n)) for n in range(20)])
     source = KafkaSource(kafka_bootstrap, topic=topic, group_id=group)
-    nobody_drains: queue.Queue[Message] = queue.Queue(maxsize=5)
+    nobody_drains = Handoff(5)
     source.start(nobody_drains)
-    wait_for(nobody_drains.full, timeout_s=60, what="the queue filling up")
+    wait_for(lambda: nobody_drains.qsize() >= 5, timeout_s=60, what="the hand-over filling up")
+    # More records: a fetch of them is received (so counted by the tracker) but finds no room.
+    produce(kafka_bootstrap, topic, [_heartbeat("cam-2", now - timedelta(seconds=n)) for n in range(20)])
+    wait_for(lambda: source.tracker.unacknowledged() > nobody_drains.qsize(), timeout_s=60,
+             what="a fetch waiting for room")
     source.close(timeout_s=10)
     assert not source.alive
     assert group_offsets(kafka_bootstrap, topic, group) == {}  # nothing acknowledged, nothing committed

@@ -1,4 +1,4 @@
-"""Consumes the heartbeats topic in a consumer group and hands each record to the sink's bounded queue.
+"""Consumes the heartbeats topic in a consumer group and hands each fetch's records to the sink together.
 
 aiokafka is asyncio; it runs on a thread of its own with its own event loop, so that the rest of the
 service (paho's network thread, the sink thread) stays plain threads. Offsets are committed by us, never
@@ -9,7 +9,6 @@ therefore replays at most what was stored since the last commit, which the (devi
 
 import asyncio
 import logging
-import queue
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from aiokafka.structs import TopicPartition
 
 from ingest import metrics
 from ingest.decode import Limits, decode_message
+from ingest.handoff import Handoff
 from ingest.kafka.offsets import OffsetTracker
 from ingest.kafka.security import KafkaSecurity, connection_problem
 from ingest.message import Message
@@ -77,15 +77,15 @@ class KafkaSource:
         self.tracker = OffsetTracker()
         self.failure: BaseException | None = None
         self._accepting = threading.Event()
-        self._queue: queue.Queue[Message] | None = None
+        self._handoff: Handoff | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._lag: dict[TopicPartition, int] = {}
         self._unwatch: Callable[[], None] | None = None
 
-    def start(self, deliver_to: "queue.Queue[Message]") -> None:
-        self._queue = deliver_to
+    def start(self, deliver_to: Handoff) -> None:
+        self._handoff = deliver_to
         self._accepting.set()
         started = threading.Event()
         self._thread = threading.Thread(target=self._thread_main, args=(started,), name="citykpi-kafka",
@@ -197,7 +197,7 @@ class KafkaSource:
         self.last_error = reason
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        assert self._stop is not None and self._queue is not None
+        assert self._stop is not None and self._handoff is not None
         loop = asyncio.get_running_loop()
         next_commit = loop.time() + self.commit_interval_s
         while not self._stop.is_set():
@@ -217,19 +217,17 @@ class KafkaSource:
                 consumer.resume(*consumer.paused())
                 fetched = await consumer.getmany(timeout_ms=200, max_records=min(room, 2000))
                 received_at = self.clock()
+                messages: list[Message] = []
                 for tp, records in fetched.items():
                     # Assigned but untracked: the assignment listener failed to look its commit up. (A partition
                     # revoked while we were handing over its neighbours' records is not assigned: left alone.)
                     if tp not in self.tracker.assigned() and tp in consumer.assignment():
                         self.tracker.assign(tp, None)
                     acknowledgements = self.tracker.received_many(tp, [record.offset for record in records])
-                    for record, acknowledge in zip(records, acknowledgements, strict=True):
-                        message = self._message(record, acknowledge, received_at)
-                        try:
-                            self._queue.put_nowait(message)
-                        except queue.Full:
-                            if not await self._hand_over(message):
-                                return
+                    messages += [self._message(record, acknowledge, received_at)
+                                 for record, acknowledge in zip(records, acknowledgements, strict=True)]
+                if not await self._hand_over(messages):
+                    return
                 self._measure_lag(consumer)
             if loop.time() >= next_commit:
                 await self._commit(consumer)
@@ -259,24 +257,18 @@ class KafkaSource:
             except TimeoutError:
                 pass
 
-    async def _hand_over(self, message: Message) -> bool:
-        """Queue `message`; false if told to stop first (the record then stays uncommitted, for later)."""
-        assert self._queue is not None and self._stop is not None
-        while True:
-            try:
-                self._queue.put_nowait(message)
-                return True
-            except queue.Full:
-                pass
-            if self._stop.is_set():
-                return False
+    async def _hand_over(self, messages: list[Message]) -> bool:
+        """Hand a fetch's messages to the sink; false if told to stop first (the records then stay
+        uncommitted, for later)."""
+        assert self._handoff is not None and self._stop is not None
+        if self._handoff.put_many(messages, timeout_s=0):
+            return True
+        while not self._stop.is_set():
             # The sink is behind. Wait off the loop (heartbeats go on) and in short steps: a thread blocked
-            # for good in put() would keep the interpreter from exiting.
-            try:
-                await asyncio.to_thread(self._queue.put, message, True, 0.5)
+            # for good would keep the interpreter from exiting.
+            if await asyncio.to_thread(self._handoff.put_many, messages, 0.5):
                 return True
-            except queue.Full:
-                continue
+        return False
 
     def _message(self, record: ConsumerRecord, acknowledge: Callable[[], None], received_at: datetime) -> Message:
         value = record.value if record.value is not None else b""

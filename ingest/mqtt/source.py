@@ -1,12 +1,11 @@
-"""Subscribes to device and gateway heartbeat topics and hands each message to a bounded queue.
+"""Subscribes to device and gateway heartbeat topics and hands the messages of each socket read to the sink.
 
 The broker's delivery window (MQTT 5 Receive Maximum, Mosquitto's max_inflight_messages) bounds how
-many unacknowledged messages can be with us at once; the queue is sized above it, so the network
+many unacknowledged messages can be with us at once; the hand-over is sized above it, so the network
 thread only blocks if the sink is far behind, and then the broker holds the backlog, not our memory.
 """
 
 import logging
-import queue
 import struct
 import sys
 import threading
@@ -22,6 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest import metrics
+from ingest.handoff import Handoff
 from ingest.message import Message
 from ingest.mqtt.tls import MqttTls, describe_connect_error
 
@@ -91,6 +91,8 @@ class _Client(mqtt.Client):
     # Packets handled per select: enough to empty a 64 KiB read of heartbeats, few enough that acknowledgements
     # and keep-alives are sent in between.
     READ_BURST = 500
+    # Called on paho's thread after each read's packets are handled: the messages they held go on together.
+    after_read: Callable[[], None] | None = None
 
     def _create_socket(self) -> object:
         return _ReadAhead(super()._create_socket())
@@ -145,6 +147,8 @@ class _Client(mqtt.Client):
             if rc != mqtt.MQTT_ERR_SUCCESS or not isinstance(sock, _ReadAhead) or not sock.buffered():
                 break
             rc = super().loop_read(max_packets)
+        if self.after_read is not None:
+            self.after_read()
         return rc
 
 
@@ -179,7 +183,9 @@ class MqttSource:
         # old id acknowledged late could confirm a different, not yet stored, message.
         self._connection = 0
         self._connects = 0
-        self._queue: queue.Queue[Message] | None = None
+        self._handoff: Handoff | None = None
+        # Messages of the socket read being handled, on paho's thread; handed over at the read's end.
+        self._arrived: list[Message] = []
         # (packet id, QoS, connection) of stored messages, until the batch's acknowledgements are flushed.
         self._acks: list[tuple[int, int, int]] = []
         self._acks_lock = threading.Lock()
@@ -199,6 +205,7 @@ class MqttSource:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.after_read = self._hand_over
 
     @property
     def subscriptions(self) -> list[str]:
@@ -206,8 +213,8 @@ class MqttSource:
         # Workers in one share group split the messages; the broker still delivers them on their own topics.
         return [f"$share/{self.shared_group}/{t}" for t in topics] if self.shared_group else topics
 
-    def start(self, deliver_to: "queue.Queue[Message]") -> None:
-        self._queue = deliver_to
+    def start(self, deliver_to: Handoff) -> None:
+        self._handoff = deliver_to
         self._accepting.set()
         if self.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)
@@ -279,7 +286,7 @@ class MqttSource:
             log.info("MQTT disconnected")
 
     def _on_message(self, client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        if not self._accepting.is_set() or self._queue is None:
+        if not self._accepting.is_set() or self._handoff is None:
             return
         levels = msg.topic.split("/")
         is_gateway = len(levels) == 3 and levels[0] == self.gateway_prefix and levels[2] == "heartbeats"
@@ -293,10 +300,21 @@ class MqttSource:
                 with self._acks_lock:
                     self._acks.append((mid, qos, connection))
 
-        self._queue.put(Message(
+        self._arrived.append(Message(
             source="mqtt", origin=msg.topic, payload=msg.payload, received_at=self.clock(),
             expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge, gateway_id=gateway_id,
             flush=self._flush_acknowledgements))
+
+    def _hand_over(self) -> None:
+        arrived, self._arrived = self._arrived, []
+        if not arrived or self._handoff is None:
+            return
+        # While the sink is far behind this holds paho's thread, and the broker holds what we did not read.
+        # Told to stop meanwhile, the read is left unacknowledged: the broker delivers it again, to us or the
+        # next consumer of the session.
+        while not self._handoff.put_many(arrived, timeout_s=0.5):
+            if not self._accepting.is_set():
+                return
 
     def _flush_acknowledgements(self) -> None:
         with self._acks_lock:

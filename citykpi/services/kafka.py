@@ -99,8 +99,9 @@ def _jar_version(jars: Path) -> str:
 @dataclass(frozen=True)
 class KafkaTls:
     """The server side of a TLS listener, in PEM: the certificate (its chain after it, if any) and its private key,
-    unencrypted. Clients check the certificate against the host they connect to, here 127.0.0.1: it needs
-    subjectAltName IP:127.0.0.1 (tests/tls_helpers.py issues such certificates)."""
+    unencrypted PKCS#8 (Kafka refuses a PKCS#1 "RSA PRIVATE KEY" at start). Clients check the certificate
+    against the host they connect to, here 127.0.0.1: it needs subjectAltName IP:127.0.0.1 (tests/tls_helpers.py
+    issues such certificates)."""
 
     cert: Path
     key: Path

@@ -59,14 +59,14 @@ class ThrowawayCa:
              "-keyout", str(key), "-out", str(cert), "-days", "2", "-config", str(config), cwd=directory)
         return cls(cert, key)
 
-    def issue(self, name: str, *, client: bool = False) -> Issued:
-        """A certificate for 127.0.0.1/localhost (server) or for a client named `name`."""
+    def issue(self, name: str, *, client: bool = False, names: str = "IP:127.0.0.1, DNS:localhost") -> Issued:
+        """A certificate for the hosts in `names` (a server; subjectAltName syntax) or for a client named `name`."""
         directory = self.cert.parent
         key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.crt"
         extensions = directory / f"{name}.ext"
         extensions.write_text("basicConstraints = CA:FALSE\n" + (
             "extendedKeyUsage = clientAuth\n" if client else
-            "extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1, DNS:localhost\n"))
+            f"extendedKeyUsage = serverAuth\nsubjectAltName = {names}\n"))
         _run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}", cwd=directory)
         _run("x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key), "-CAcreateserial",

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from citykpi.services.errors import ServiceUnavailable
@@ -95,6 +96,17 @@ def _jar_version(jars: Path) -> str:
     return names[0].stem.removeprefix("kafka_2.13-") if names else KAFKA_VERSION
 
 
+@dataclass(frozen=True)
+class KafkaTls:
+    """The server side of a TLS listener, in PEM: the certificate (its chain after it, if any) and its private key,
+    unencrypted PKCS#8 (Kafka refuses a PKCS#1 "RSA PRIVATE KEY" at start). Clients check the certificate
+    against the host they connect to, here 127.0.0.1: it needs subjectAltName IP:127.0.0.1 (tests/tls_helpers.py
+    issues such certificates)."""
+
+    cert: Path
+    key: Path
+
+
 class KafkaBroker:
     """`with KafkaBroker(tmp_path) as kafka:` gives a ready broker at `kafka.bootstrap`, data in workdir.
 
@@ -103,14 +115,19 @@ class KafkaBroker:
     password of `admin`, the broker's own user. The controller listener stays PLAINTEXT on loopback.
     With `authorizer` too, ACLs apply: `admin` (and the controller listener's ANONYMOUS, which the broker
     itself uses to reach its controller) are super users, everyone else needs ACLs.
+    With `tls`, a second client listener, EXTERNAL at `tls_bootstrap`, speaks TLS (SSL, or SASL_SSL with
+    `scram_users`), configured as deploy/README.md §6 says: Kafka's PEM keystore, one file holding the key followed
+    by the certificate. The first listener stays as it is and carries the inter-broker traffic.
     """
 
     def __init__(self, workdir: Path, *, port: int | None = None, jars: Path | None = None,
                  startup_timeout_s: float = 90, scram_users: dict[str, str] | None = None,
-                 authorizer: bool = False) -> None:
+                 authorizer: bool = False, tls: KafkaTls | None = None) -> None:
         self.workdir = Path(workdir)
         self.port = port
         self.controller_port: int | None = None
+        self.tls = tls
+        self.tls_port: int | None = None
         self.jars = jars
         self.startup_timeout_s = startup_timeout_s
         self.version = KAFKA_VERSION
@@ -132,6 +149,16 @@ class KafkaBroker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def tls_bootstrap(self) -> str:
+        if self.tls is None:
+            raise ValueError("this broker has no TLS listener: give tls=KafkaTls(...)")
+        return f"127.0.0.1:{self.tls_port}"
+
+    @property
+    def tls_security_protocol(self) -> str:
+        return "SSL" if self.scram_users is None else "SASL_SSL"
 
     @property
     def log_path(self) -> Path:
@@ -171,24 +198,33 @@ class KafkaBroker:
         """New ports mean new storage: the controller's own address is recorded in its metadata log."""
         if self._pick_ports:
             self.port = free_loopback_port()
-        while (controller_port := free_loopback_port()) == self.port:
+        taken = {self.port}
+        while (controller_port := free_loopback_port()) in taken:
             pass
         self.controller_port = controller_port
+        taken.add(controller_port)
+        if self.tls is not None:
+            while (tls_port := free_loopback_port()) in taken:
+                pass
+            self.tls_port = tls_port
         shutil.rmtree(self.workdir / "data", ignore_errors=True)
 
     def _write_config(self) -> Path:
         data = self.workdir / "data"
+        listeners = [f"{self.security_protocol}://127.0.0.1:{self.port}",
+                     f"CONTROLLER://127.0.0.1:{self.controller_port}"]
+        protocols = [f"{self.security_protocol}:{self.security_protocol}", "CONTROLLER:PLAINTEXT"]
+        if self.tls is not None:
+            listeners.append(f"EXTERNAL://127.0.0.1:{self.tls_port}")
+            protocols.append(f"EXTERNAL:{self.tls_security_protocol}")
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             # 4.x dynamic quorum: the voter set is written by `format --standalone`, not listed here.
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
-            "listeners": f"{self.security_protocol}://127.0.0.1:{self.port},"
-                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"{self.security_protocol}://127.0.0.1:{self.port},"
-                                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            "listener.security.protocol.map": f"{self.security_protocol}:{self.security_protocol},"
-                                              "CONTROLLER:PLAINTEXT",
+            "listeners": ",".join(listeners),
+            "advertised.listeners": ",".join(listeners),
+            "listener.security.protocol.map": ",".join(protocols),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": self.security_protocol,
             "log.dirs": str(data),
@@ -215,11 +251,25 @@ class KafkaBroker:
                 "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": login,
                 "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": login,
             })
+            if self.tls is not None:
+                settings.update({"listener.name.external.scram-sha-512.sasl.jaas.config": login,
+                                 "listener.name.external.scram-sha-256.sasl.jaas.config": login})
+        if self.tls is not None:
+            settings.update({"listener.name.external.ssl.keystore.type": "PEM",
+                             "listener.name.external.ssl.keystore.location": str(self._pem_keystore())})
         if self.authorizer:
             settings.update({"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
                              "super.users": "User:admin;User:ANONYMOUS"})
         path = self.workdir / "server.properties"
         path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+        return path
+
+    def _pem_keystore(self) -> Path:
+        """What `cat kafka.key kafka.crt > kafka.pem` makes: the key, then the certificate chain."""
+        assert self.tls is not None
+        path = self.workdir / "kafka.pem"
+        path.touch(mode=0o600)
+        path.write_text(self.tls.key.read_text().rstrip("\n") + "\n" + self.tls.cert.read_text())
         return path
 
     def _launch(self, java: str, jars: Path) -> None:

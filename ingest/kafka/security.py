@@ -19,6 +19,8 @@ from aiokafka.errors import (
 )
 
 _AUTHENTICATION_ERRORS = (SaslAuthenticationFailed, UnsupportedSaslMechanismError, IllegalSaslStateError)
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: the chain is trusted, the name is not.
+_NAME_MISMATCH = (62, 64)
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,12 @@ async def connection_problem(bootstrap: str, security: KafkaSecurity, *, timeout
             return (f"authentication failed at {host}:{port} ({security.describe()}): {exc}; "
                     "check CITYKPI_KAFKA_USERNAME, CITYKPI_KAFKA_PASSWORD and CITYKPI_KAFKA_SASL_MECHANISM")
         except ssl.SSLCertVerificationError as exc:
-            return (f"TLS: the certificate of {host}:{port} was not accepted ({exc.verify_message}); "
-                    "is CITYKPI_KAFKA_CA_FILE the CA that signed it?")
+            if exc.verify_code in _NAME_MISMATCH:
+                hint = (f"the broker's certificate must name {host} in its subjectAltName (DNS:name or IP:address), "
+                        "as given in CITYKPI_KAFKA_BOOTSTRAP and the broker's advertised.listeners")
+            else:
+                hint = "is CITYKPI_KAFKA_CA_FILE the CA that signed it?"
+            return f"TLS: the certificate of {host}:{port} was not accepted ({exc.verify_message}); {hint}"
         except (OSError, KafkaError, TimeoutError) as exc:
             problems.append(f"{host}:{port}: {exc.__class__.__name__}: {exc}")
         else:

@@ -74,7 +74,8 @@ class Settings(BaseSettings):
         "(default: Vietnam with Hoàng Sa and Trường Sa)")
     batch_idle_s: float = Field(
         0.02, gt=0, description="a batch is written once no message arrived for this long (or at the limits above)")
-    queue_max: int = Field(20000, ge=1, description="messages waiting between the sources and the sink, at most")
+    queue_max: int = Field(20000, ge=1, description="messages waiting between the sources and the sink, at most"
+                                                    " (a source's read is admitted whole while there are fewer)")
     retry_max_backoff_s: float = Field(
         10.0, gt=0, description="longest pause between retries of a database write that failed for now")
     shutdown_timeout_s: float = Field(

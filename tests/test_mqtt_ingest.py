@@ -116,3 +116,31 @@ def test_two_workers_in_one_shared_group_split_the_stream_and_store_it_once(data
     stored = db.execute("SELECT count(*) AS n FROM heartbeats").fetchone()["n"]
     assert sum(shares) == 400 and min(shares) > 0  # each worker took part, none took a message twice
     assert stored == 400
+
+
+def test_a_failure_on_pahos_thread_is_reported_and_the_messages_read_before_it_are_still_stored(
+        database_url: str, mqtt_broker, db: psycopg.Connection) -> None:
+    calls = 0
+
+    def clock_failing_at_the_third_message() -> datetime:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("the clock broke")
+        return datetime.now(UTC)
+
+    ingest = MqttIngest(_settings(database_url, mqtt_broker), database_url, clock=clock_failing_at_the_third_message)
+    ingest.start()
+    try:
+        wait_for(ingest.source.connected.is_set, what="the ingest worker's MQTT connection")
+        now = datetime.now(UTC).replace(microsecond=0)
+        publisher = MqttPublisher(mqtt_broker.url, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+        for n in range(5):
+            publisher.publish_raw(*_heartbeat("cam-1", now - timedelta(minutes=n), seq=n))
+        publisher.close()
+        wait_for(lambda: ingest.failures() != [], what="the failure reported")
+        wait_for(lambda: ingest.worker.totals.stored == 2, what="the two heartbeats read before it stored")
+        assert ingest.failures() == ["mqtt: RuntimeError: the clock broke"]
+        assert [r["seq"] for r in db.execute("SELECT seq FROM heartbeats ORDER BY seq")] == [0, 1]
+    finally:
+        ingest.stop(timeout_s=10)

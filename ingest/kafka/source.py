@@ -220,7 +220,7 @@ class KafkaSource:
                 messages: list[Message] = []
                 for tp, records in fetched.items():
                     # Assigned but untracked: the assignment listener failed to look its commit up. (A partition
-                    # revoked while we were handing over its neighbours' records is not assigned: left alone.)
+                    # revoked since this fetch, while we waited on the sink, is not assigned: left alone.)
                     if tp not in self.tracker.assigned() and tp in consumer.assignment():
                         self.tracker.assign(tp, None)
                     acknowledgements = self.tracker.received_many(tp, [record.offset for record in records])

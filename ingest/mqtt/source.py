@@ -31,7 +31,7 @@ PUBACK = 0x40
 # A PUBACK with success needs no reason code, in MQTT 3.1.1 and 5 alike: type, remaining length 2, packet id.
 _PUBACK = struct.Struct("!BBH")
 # What every message that comes through `_Client`'s own PUBLISH reading carries: it had no properties, and
-# nobody reads a heartbeat's properties.
+# nobody reads a heartbeat's properties. One object shared by all of them: never to be written to.
 _NO_PROPERTIES = Properties(PacketTypes.PUBLISH)
 # How long the broker keeps our session (subscriptions and unacknowledged messages) while we are away.
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -93,6 +93,15 @@ class _Client(mqtt.Client):
     READ_BURST = 500
     # Called on paho's thread after each read's packets are handled: the messages they held go on together.
     after_read: Callable[[], None] | None = None
+    # Why paho's network thread ended, if an exception ended it (paho itself only logs, if anything).
+    thread_failure: BaseException | None = None
+
+    def _thread_main(self) -> None:
+        try:
+            super()._thread_main()
+        except Exception as exc:  # reported by MqttSource.failure: `citykpi ingest` then exits 1, saying why
+            self.thread_failure = exc
+            log.exception("the MQTT network thread stopped")
 
     def _create_socket(self) -> object:
         return _ReadAhead(super()._create_socket())
@@ -119,6 +128,7 @@ class _Client(mqtt.Client):
         against 123 µs with MQTT 3.1.1, which has no properties). Heartbeats carry none. Acknowledging stays
         manual, as for paho's own path (`manual_ack=True`).
         """
+        # paho's debug line "Received PUBLISH …" is skipped here: nothing in ingest turns paho's logging on.
         header, packet = self._in_packet["command"], self._in_packet["packet"]
         qos = (header & 0x06) >> 1
         if self._protocol != mqtt.MQTTv5 or qos > 1 or not self._manual_ack or len(packet) < 2:
@@ -141,14 +151,17 @@ class _Client(mqtt.Client):
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         """paho handles one incoming QoS 1 packet per select; go on while whole packets are already read."""
-        rc = super().loop_read(max_packets)
-        for _ in range(self.READ_BURST):
-            sock = self._sock
-            if rc != mqtt.MQTT_ERR_SUCCESS or not isinstance(sock, _ReadAhead) or not sock.buffered():
-                break
+        try:
             rc = super().loop_read(max_packets)
-        if self.after_read is not None:
-            self.after_read()
+            for _ in range(self.READ_BURST):
+                sock = self._sock
+                if rc != mqtt.MQTT_ERR_SUCCESS or not isinstance(sock, _ReadAhead) or not sock.buffered():
+                    break
+                rc = super().loop_read(max_packets)
+        finally:
+            # Even when a packet's handling failed, the messages before it in this read go to the sink.
+            if self.after_read is not None:
+                self.after_read()
         return rc
 
 
@@ -206,6 +219,11 @@ class MqttSource:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.after_read = self._hand_over
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What ended paho's network thread, if something did: the process should exit and be restarted."""
+        return self._client.thread_failure
 
     @property
     def subscriptions(self) -> list[str]:
@@ -288,7 +306,13 @@ class MqttSource:
     def _on_message(self, client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         if not self._accepting.is_set() or self._handoff is None:
             return
-        levels = msg.topic.split("/")
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            # Brokers refuse such topics; should one come through, its device id cannot match the payload's,
+            # so it is dead-lettered (device_mismatch) naming the topic, instead of ending paho's thread.
+            topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001 - paho keeps the bytes only there
+        levels = topic.split("/")
         is_gateway = len(levels) == 3 and levels[0] == self.gateway_prefix and levels[2] == "heartbeats"
         device_id = levels[1] if len(levels) == 3 and not is_gateway else None
         # The broker's ACL lets only gateway G write gateways/G/heartbeats: the topic vouches for the gateway.
@@ -301,7 +325,7 @@ class MqttSource:
                     self._acks.append((mid, qos, connection))
 
         self._arrived.append(Message(
-            source="mqtt", origin=msg.topic, payload=msg.payload, received_at=self.clock(),
+            source="mqtt", origin=topic, payload=msg.payload, received_at=self.clock(),
             expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge, gateway_id=gateway_id,
             flush=self._flush_acknowledgements))
 

@@ -32,16 +32,33 @@ def _children() -> dict[int, list[int]]:
 
 def tree_cpu_seconds(pid: int, children: Mapping[int, list[int]] | None = None) -> float:
     """User + system time of `pid` and its descendants, live or reaped."""
-    children = _children() if children is None else children
-    total_ticks, pending = 0, [pid]
+    for _attempt in range(5):
+        listed = _children() if children is None else children
+        total_ticks, reaped_ticks = _tree_ticks(pid, listed)
+        # A child reaped between reading its parent and reading it would be in neither: read the parents'
+        # reaped-children time again, and start over if it moved meanwhile.
+        if all(_reaped_ticks(parent) == ticks for parent, ticks in reaped_ticks.items()):
+            break
+        children = None
+    return total_ticks / _TICKS_PER_SECOND
+
+
+def _tree_ticks(pid: int, children: Mapping[int, list[int]]) -> tuple[int, dict[int, int]]:
+    total_ticks, reaped_ticks, pending = 0, {}, [pid]
     while pending:
         current = pending.pop()
         if (fields := _stat_fields(current)) is None:
             continue
         # utime, stime, cutime, cstime: fields 14–17 of proc(5), counted from the state field as 3.
         total_ticks += sum(int(value) for value in fields[11:15])
+        reaped_ticks[current] = int(fields[13]) + int(fields[14])
         pending += children.get(current, [])
-    return total_ticks / _TICKS_PER_SECOND
+    return total_ticks, reaped_ticks
+
+
+def _reaped_ticks(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[13]) + int(fields[14])
 
 
 class CpuMeter:

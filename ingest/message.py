@@ -1,16 +1,16 @@
 """The one event type that flows from a source to the sink."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from ingest.decode import Decoded
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+# Immutable, as it crosses threads; a NamedTuple rather than a frozen dataclass, whose __init__ costs four
+# times as much (3.8 against 0.9 µs, one per message on the sources' threads).
+class Message(NamedTuple):
     """A broker message as received. `acknowledge` is called only after its rows are committed.
 
     `gateway_id` is the gateway the transport says sent it (the MQTT topic `gateways/{id}/heartbeats`, the

@@ -312,7 +312,7 @@ def citykpi_mqtt(pg: LocalPostgres, broker: LocalMqttBroker, heartbeats: list[di
     rss_mib = max(drain_rss_mib, group.stop())  # the backlog's drain, then the paced run
     p50, p99, r50, r99 = _latencies(latency_url)
     return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us,
-            "receipt_ms": (r50, r99)}
+            "receipt_ms": (r50, r99), "processes": workers}
 
 
 def citykpi_kafka(pg: LocalPostgres, kafka: KafkaBroker, heartbeats: list[dict], latency_s: float,
@@ -386,26 +386,31 @@ def citykpi_kafka(pg: LocalPostgres, kafka: KafkaBroker, heartbeats: list[dict],
     rss_mib = max(drain_rss_mib, group.stop())  # the backlog's drain, then the paced run
     p50, p99, r50, r99 = _latencies(latency_url)
     return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us,
-            "receipt_ms": (r50, r99)}
+            "receipt_ms": (r50, r99), "processes": workers}
 
 
 _CPU_PARTS = ("ours", "postgresql", "broker")
 
 
-def _cpu_cells(cpu_us: dict[str, float]) -> tuple[str, str]:
-    """The CPU a heartbeat cost each part (blank where a part took no part), and what all of this machine's
-    cores could carry at that cost: the rate is near it when the run was CPU-bound."""
+def _cpu_cells(result: dict) -> tuple[str, str]:
+    """The CPU a heartbeat cost each part ("–" where a part took none), and the rate that CPU allows: all of
+    the machine's cores for the total, but at most one core a Python process for our part (one interpreter
+    lock). The share of that bound the run reached says whether it was short of CPU or waiting."""
+    cpu_us = result["cpu_us"]
     parts = " · ".join(f"{cpu_us[part]:.0f}" if part in cpu_us else "–" for part in _CPU_PARTS)
     total = sum(cpu_us.values())
-    return f"{parts} = {total:.0f}", f"{(os.cpu_count() or 1) * 1e6 / total:,.0f}" if total else ""
+    if not total or not cpu_us.get("ours"):
+        return f"{parts} = {total:.0f}", ""
+    bound = min((os.cpu_count() or 1) * 1e6 / total, result.get("processes", 1) * 1e6 / cpu_us["ours"])
+    return f"{parts} = {total:.0f}", f"{bound:,.0f} ({result['rate'] / bound:.0%})"
 
 
 def _ceiling_row(what: str, result: dict) -> tuple[str, ...]:
-    return (what, f"{result['rate']:,.0f}", *_cpu_cells(result["cpu_us"]), "", "")
+    return (what, f"{result['rate']:,.0f}", *_cpu_cells(result), "", "")
 
 
 def _row(what: str, result: dict) -> tuple[str, ...]:
-    return (what, f"{result['rate']:,.0f}", *_cpu_cells(result["cpu_us"]),
+    return (what, f"{result['rate']:,.0f}", *_cpu_cells(result),
             f"{result['p50_ms']:.0f} / {result['p99_ms']:.0f} at {result['paced']:,.0f}/s "
             f"({result['receipt_ms'][0]:.0f} / {result['receipt_ms'][1]:.0f})", f"{result['rss_mib']:.0f}")
 
@@ -451,8 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.messages:,} heartbeats per throughput run; {os.cpu_count()} CPUs; "
           f"PostgreSQL from {pg.bindir}; {broker.implementation}\n")
     print("| what | heartbeats/s | CPU per heartbeat (µs): ours · PostgreSQL · broker "
-          f"| {os.cpu_count()} cores at that CPU cost (/s) | p50 / p99 publish→stored (ms) (of it publish→receipt) "
-          "| peak RSS per process (MiB) |")
+          f"| what that CPU allows on {os.cpu_count()} cores (/s) (share reached) "
+          "| p50 / p99 publish→stored (ms) (of it publish→receipt) | peak RSS per process (MiB) |")
     print("|---|---:|---:|---:|---|---:|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

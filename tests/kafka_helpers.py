@@ -6,6 +6,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
+from ingest.service import KafkaIngest
+from tests.helpers import wait_for
+
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
     """Send (key, value) pairs and wait for every one to be acknowledged by the broker (acks=all);
@@ -82,3 +85,12 @@ def allow(bootstrap: str, admin_password: str, grants: list[tuple[str, str, str,
             conn.close()
 
     asyncio.run(run())
+
+
+def refusal_reported(ingest: KafkaIngest, what: str) -> list[str]:
+    """Start `ingest` against a broker that refuses it and, once its source has said why (within a deadline,
+    not lost in aiokafka's retries), return what /readyz answers. The caller stops it."""
+    ingest.start()
+    wait_for(lambda: ingest.source.last_error is not None, timeout_s=30, what=what)
+    assert ingest.source.alive and not ingest.source.connected.is_set()
+    return ingest.not_ready()

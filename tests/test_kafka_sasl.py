@@ -4,7 +4,6 @@ the ACLs deploy/README.md documents, store a heartbeat; with a wrong password, o
 why within a deadline instead of retrying in silence."""
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from simulators.stream import Outgoing
 from simulators.transports import KafkaTransport
 from tests.conftest import IN_CI
 from tests.helpers import wait_for
-from tests.kafka_helpers import allow
+from tests.kafka_helpers import allow, refusal_reported
 
 pytestmark = pytest.mark.kafka
 
@@ -99,20 +98,16 @@ def test_with_the_right_passwords_and_the_documented_acls_a_simulated_heartbeat_
 def test_a_wrong_password_keeps_ingest_not_ready_naming_the_authentication_failure(
         database_url: str, sasl_kafka: KafkaBroker) -> None:
     ingest = KafkaIngest(_settings(database_url, sasl_kafka, *_names(), "not-the-password"), database_url)
-    began = time.monotonic()
-    ingest.start()
     try:
-        wait_for(lambda: ingest.source.last_error is not None, timeout_s=30, what="the authentication failure")
         # What /readyz answers, and the log says once: the broker's own reason, and what to check.
-        assert ingest.not_ready() == [
+        assert refusal_reported(ingest, "the authentication failure") == [
             f"kafka: not connected to the broker (authentication failed at {sasl_kafka.bootstrap} (SASL_PLAINTEXT, "
             "SCRAM-SHA-512 as 'citykpi-ingest'): [Error 58] SaslAuthenticationFailed: Authentication failed during "
             "authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512; check "
             "CITYKPI_KAFKA_USERNAME, CITYKPI_KAFKA_PASSWORD and CITYKPI_KAFKA_SASL_MECHANISM)"]
-        assert ingest.source.alive and not ingest.source.connected.is_set()
     finally:
         ingest.stop(timeout_s=15)
-    assert time.monotonic() - began < 45  # reported and stopped, not stuck in aiokafka's retries
+    assert not ingest.source.alive
 
 
 def test_the_simulator_with_a_wrong_password_fails_at_once_with_the_reason(sasl_kafka: KafkaBroker) -> None:

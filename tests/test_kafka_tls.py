@@ -6,7 +6,6 @@ deadline and stores nothing."""
 
 import json
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from simulators.stream import Outgoing
 from simulators.transports import KafkaTransport
 from tests.conftest import IN_CI
 from tests.helpers import wait_for
+from tests.kafka_helpers import refusal_reported
 from tests.tls_helpers import ThrowawayCa
 
 pytestmark = pytest.mark.kafka
@@ -117,18 +117,14 @@ def test_ingest_trusting_another_ca_stays_not_ready_naming_the_ca_and_stores_not
     _send(tls_kafka.tls_bootstrap, topic, KafkaSecurity("SSL", ca_file=pki["ca"].cert), "wifi-tls-2")
     untrusting = KafkaIngest(_settings(database_url, tls_kafka.tls_bootstrap, topic, group, pki["other_ca"].cert),
                              database_url)
-    began = time.monotonic()
-    untrusting.start()
     try:
-        wait_for(lambda: untrusting.source.last_error is not None, timeout_s=30, what="the TLS failure")
-        assert untrusting.not_ready() == [
+        assert refusal_reported(untrusting, "the TLS failure") == [
             f"kafka: not connected to the broker (TLS: the certificate of {tls_kafka.tls_bootstrap} was not accepted "
             "(unable to get local issuer certificate); is CITYKPI_KAFKA_CA_FILE the CA that signed it?)"]
-        assert untrusting.source.alive and not untrusting.source.connected.is_set()
         assert _stored(database_url) == []
     finally:
         assert untrusting.stop(timeout_s=15)
-    assert time.monotonic() - began < 45  # reported and stopped, not stuck in aiokafka's retries
+    assert not untrusting.source.alive
     # The same record, group and broker, trusting the right CA: it was there to be stored all along.
     trusting = KafkaIngest(_settings(database_url, tls_kafka.tls_bootstrap, topic, group, pki["ca"].cert),
                            database_url)
@@ -136,7 +132,6 @@ def test_ingest_trusting_another_ca_stays_not_ready_naming_the_ca_and_stores_not
 
 
 def test_the_simulator_trusting_another_ca_fails_at_once_naming_the_ca(tls_kafka: KafkaBroker, pki: dict) -> None:
-    began = time.monotonic()
     with pytest.raises(ConnectionError) as raised:
         KafkaTransport(tls_kafka.tls_bootstrap, "heartbeats",
                        security=KafkaSecurity("SSL", ca_file=pki["other_ca"].cert))
@@ -144,7 +139,6 @@ def test_the_simulator_trusting_another_ca_fails_at_once_naming_the_ca(tls_kafka
         f"Kafka producer cannot connect to {tls_kafka.tls_bootstrap}: TLS: the certificate of "
         f"{tls_kafka.tls_bootstrap} was not accepted (unable to get local issuer certificate); "
         "is CITYKPI_KAFKA_CA_FILE the CA that signed it?")
-    assert time.monotonic() - began < 30
 
 
 def test_a_host_name_the_certificate_does_not_carry_is_refused_naming_the_host(

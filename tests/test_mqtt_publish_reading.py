@@ -92,3 +92,16 @@ def test_a_topic_that_is_not_utf8_is_dead_lettered_as_a_device_mismatch_not_a_de
                              limits=Limits())
     assert message.origin == "devices/cam-\ufffd/heartbeat"
     assert [rejection.reason for rejection in decoded.rejected] == ["device_mismatch"]
+
+
+def test_messages_go_straight_to_on_message_unless_a_per_topic_callback_is_registered() -> None:
+    client = _Client(CallbackAPIVersion.VERSION2, client_id="ours", protocol=mqtt.MQTTv5, manual_ack=True)
+    general: list[str] = []
+    per_topic: list[str] = []
+    client.on_message = lambda _c, _u, message: general.append(message.topic)
+    client._handle_on_message(mqtt.MQTTMessage(mid=1, topic=b"devices/cam-1/heartbeat"))
+    client.message_callback_add("gateways/#", lambda _c, _u, message: per_topic.append(message.topic))
+    client._handle_on_message(mqtt.MQTTMessage(mid=2, topic=b"gateways/gw-1/heartbeats"))
+    client._handle_on_message(mqtt.MQTTMessage(mid=3, topic=b"devices/cam-2/heartbeat"))
+    assert general == ["devices/cam-1/heartbeat", "devices/cam-2/heartbeat"]
+    assert per_topic == ["gateways/gw-1/heartbeats"]

@@ -7,13 +7,15 @@ import sys
 
 from bench.cpu import CpuMeter, tree_cpu_seconds
 
-_BUSY_CHILD = "import time\nwhile time.process_time() < 0.3:\n    pass\n"
+_BUSY_CHILD = "import time\nwhile time.process_time() < 0.5:\n    pass\n"
+# /proc reports user and system time each truncated to clock ticks: a child that ran 0.5 s may show 0.49.
+_AT_LEAST = 0.45
 
 
 def test_a_reaped_child_still_counts_in_its_parents_tree() -> None:
     before = tree_cpu_seconds(os.getpid())
     subprocess.run([sys.executable, "-c", _BUSY_CHILD], check=True)
-    assert tree_cpu_seconds(os.getpid()) - before >= 0.3
+    assert tree_cpu_seconds(os.getpid()) - before >= _AT_LEAST
 
 
 def test_a_meter_counts_grandchildren_and_skips_services_not_running() -> None:
@@ -24,4 +26,4 @@ def test_a_meter_counts_grandchildren_and_skips_services_not_running() -> None:
         child.communicate(_BUSY_CHILD, timeout=60)
     spent = meter.stop()
     assert set(spent) == {"tree"}
-    assert spent["tree"] >= 0.3
+    assert spent["tree"] >= _AT_LEAST

@@ -132,22 +132,38 @@ class PointRollupRefresher:
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Lifespans that started us and have not stopped us yet: they may overlap (a test client inside
+        # another), and the thread must end with the last of them, not be orphaned by the first.
+        self._holders = 0
+        self._holders_lock = threading.Lock()
         self.refreshes = 0
         self.failures = 0
         self.last_seconds: float | None = None
         self.stale_days: int | None = None
 
     def start(self) -> None:
-        # A new thread per start: an app's lifespan may run more than once (tests drive it repeatedly).
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(self._stop,), name="point-rollup-refresher",
-                                        daemon=True)
-        self._thread.start()
+        with self._holders_lock:
+            self._holders += 1
+            if self._holders > 1:
+                return
+            # A new thread per first start: an app's lifespan may run more than once (tests drive it repeatedly).
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(self._stop,), name="point-rollup-refresher",
+                                            daemon=True)
+            self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        with self._holders_lock:
+            self._holders = max(0, self._holders - 1)
+            if self._holders > 0 or self._thread is None:
+                return
+            self._stop.set()
+            thread = self._thread
+        thread.join(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self, stop: threading.Event) -> None:
         from citykpi.db import connect

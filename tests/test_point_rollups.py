@@ -12,7 +12,7 @@ from citykpi.settings import Settings
 from kpi.catalog import load_catalog
 from kpi.coverage import rollup_plan
 from kpi.indicators import sensor_value
-from kpi.point_rollups import refresh
+from kpi.point_rollups import PointRollupRefresher, refresh
 from tests.helpers import BACKENDS, wait_for
 from tests.kpi_builders import ZONE, beats, device, every_hour, hours, local, materialise, point, value_every_way
 
@@ -174,6 +174,18 @@ def test_serve_refreshes_in_the_background_and_reports_it(database_url: str, db:
         answer = client.get(f"/v1/kpis/17?from={NOVEMBER}&to={DECEMBER}")
         assert (answer.status_code, answer.json()["denominator"]) == (200, 2)
     assert db.execute("SELECT count(*) AS n FROM point_monthly").fetchone()["n"] == 2
+
+
+def test_overlapping_lifespans_leave_no_refresher_thread_behind(database_url: str) -> None:
+    """A test client inside another (schemathesis inside a TestClient) starts the refresher twice: the
+    thread must stop with the last stop, not be orphaned by a second start."""
+    refresher = PointRollupRefresher(database_url, load_catalog(), 60)
+    refresher.start()
+    refresher.start()
+    refresher.stop()
+    assert refresher.running  # the outer lifespan still holds it
+    refresher.stop()
+    assert not refresher.running
 
 
 def test_point_rollups_measure_the_local_day_at_a_zone_boundary(db: psycopg.Connection) -> None:

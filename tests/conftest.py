@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 import pytest
@@ -25,7 +26,8 @@ from citykpi.services.errors import ServiceUnavailable
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def _unavailable(what: str, exc: BaseException) -> None:
+def unavailable(what: str, exc: BaseException) -> NoReturn:
+    """Fail in CI, where every service must run; skip elsewhere, saying which service and why."""
     message = f"{what} unavailable: {exc}"
     if IN_CI:
         pytest.fail(f"{message} (CI=true: every service must run)", pytrace=False)
@@ -56,7 +58,7 @@ def _start_postgres(tmp_path_factory: pytest.TempPathFactory, *, timescaledb: bo
         if timescaledb:
             # Even in CI: no package registry this project's CI reaches serves the extension.
             pytest.skip(f"TimescaleDB unavailable, its variant of this test was not run: {exc}")
-        _unavailable("PostgreSQL", exc)
+        unavailable("PostgreSQL", exc)
     _announce(f"PostgreSQL{' with TimescaleDB' if timescaledb else ''} started from {server.bindir} on {server.url}")
     yield server.url
     server.stop()
@@ -150,7 +152,7 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     try:
         broker = LocalMqttBroker(workdir=tmp_path_factory.mktemp("mqtt")).start()
     except ServiceUnavailable as exc:
-        _unavailable("MQTT broker", exc)
+        unavailable("MQTT broker", exc)
     if IN_CI and broker.implementation != "mosquitto":
         broker.close()
         pytest.fail("CI=true but mosquitto is not installed (apt-get install mosquitto)", pytrace=False)
@@ -169,7 +171,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         broker = KafkaBroker(Path(tmp_path_factory.mktemp("kafka"))).start()
     except ServiceUnavailable as exc:
-        _unavailable("Kafka", exc)
+        unavailable("Kafka", exc)
     _announce(f"Kafka {broker.version} broker (KRaft) started at {broker.bootstrap}, log {broker.log_path}")
     yield broker.bootstrap
     broker.stop()

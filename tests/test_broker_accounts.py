@@ -123,22 +123,33 @@ def _client(broker: LocalMqttBroker, user: str, password: str) -> tuple[mqtt.Cli
     return client, outcome[0]
 
 
+def _start_with_ingest_account(accounts: Path, start_broker) -> LocalMqttBroker:
+    """The exported accounts plus ingest's own (which the registry export does not write), then the broker."""
+    with (accounts / "passwd").open("a", encoding="utf-8") as f:
+        f.write(f"{INGEST_ACCOUNT}:{mosquitto_hash('ingest-secret')}\n")
+    return start_broker()
+
+
+def _listening_ingest(broker: LocalMqttBroker, topics: list[str]) -> tuple[mqtt.Client, int, list[str]]:
+    """Ingest's account subscribed to `topics` (QoS 1): its client, CONNACK code, and the topics it receives."""
+    ingest, code = _client(broker, INGEST_ACCOUNT, "ingest-secret")
+    received: list[str] = []
+    subscribed = threading.Event()
+    ingest.on_message = lambda c, u, m: received.append(m.topic)
+    ingest.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
+    ingest.subscribe([(topic, 1) for topic in topics])
+    assert subscribed.wait(10)
+    return ingest, code, received
+
+
 def test_mosquitto_refuses_a_device_speaking_for_another(db: psycopg.Connection, secured_broker) -> None:
     accounts, start_broker = secured_broker
     _bind(db, "cam-1")
     _bind(db, "cam-2")
     secrets = _secrets(export_mosquitto(db, accounts, at=AT))
-    with (accounts / "passwd").open("a", encoding="utf-8") as f:
-        f.write(f"{INGEST_ACCOUNT}:{mosquitto_hash('ingest-secret')}\n")
-    broker = start_broker()
+    broker = _start_with_ingest_account(accounts, start_broker)
     try:
-        ingest, ingest_code = _client(broker, INGEST_ACCOUNT, "ingest-secret")
-        received: list[str] = []
-        subscribed = threading.Event()
-        ingest.on_message = lambda c, u, m: received.append(m.topic)
-        ingest.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
-        ingest.subscribe("devices/+/heartbeat", qos=1)
-        assert subscribed.wait(10)
+        ingest, ingest_code, received = _listening_ingest(broker, ["devices/+/heartbeat"])
 
         device, device_code = _client(broker, "cam-1", secrets["cam-1"])
         acks: dict[int, int] = {}
@@ -169,17 +180,9 @@ def test_mosquitto_lets_a_gateway_publish_on_its_topic_only(db: psycopg.Connecti
     _bind(db, "cam-1", gateway="vms-1")
     _bind(db, "cam-2", gateway="vms-2")
     secrets = _secrets(export_mosquitto(db, accounts, at=AT))
-    with (accounts / "passwd").open("a", encoding="utf-8") as f:
-        f.write(f"{INGEST_ACCOUNT}:{mosquitto_hash('ingest-secret')}\n")
-    broker = start_broker()
+    broker = _start_with_ingest_account(accounts, start_broker)
     try:
-        ingest, _ = _client(broker, INGEST_ACCOUNT, "ingest-secret")
-        received: list[str] = []
-        subscribed = threading.Event()
-        ingest.on_message = lambda c, u, m: received.append(m.topic)
-        ingest.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
-        ingest.subscribe([("devices/+/heartbeat", 1), ("gateways/+/heartbeats", 1)])
-        assert subscribed.wait(10)
+        ingest, _, received = _listening_ingest(broker, ["devices/+/heartbeat", "gateways/+/heartbeats"])
 
         gateway, gateway_code = _client(broker, "vms-1", secrets["vms-1"])
         acks: dict[int, int] = {}

@@ -22,7 +22,7 @@ from citykpi.migrations import migrate
 from citykpi.settings import Settings
 from ingest.service import Ingest, MqttIngest
 from simulators.mqtt_publisher import MqttPublisher
-from tests.conftest import IN_CI
+from tests.conftest import unavailable
 from tests.heartbeat_examples import EXAMPLES, RECEIVED
 from tests.helpers import wait_for
 from tests.ingest_process import IngestProcess
@@ -170,9 +170,7 @@ def own_postgres(tmp_path: Path) -> Iterator:
     try:
         server = LocalPostgres(workdir=tmp_path / "pg").start()
     except ServiceUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL unavailable: {exc} (CI=true: every service must run)", pytrace=False)
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+        unavailable("PostgreSQL", exc)
     with connect(server.url) as conn:
         migrate(conn)
     yield server

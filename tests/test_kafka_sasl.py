@@ -19,7 +19,7 @@ from ingest.kafka.security import KafkaSecurity
 from ingest.service import KafkaIngest
 from simulators.stream import Outgoing
 from simulators.transports import KafkaTransport
-from tests.conftest import IN_CI
+from tests.conftest import unavailable
 from tests.helpers import wait_for
 from tests.kafka_helpers import allow, refusal_reported
 
@@ -35,9 +35,7 @@ def sasl_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker
         broker = KafkaBroker(Path(tmp_path_factory.mktemp("kafka-sasl")), scram_users=USERS,
                              authorizer=True).start()
     except ServiceUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"Kafka with SASL unavailable: {exc} (CI=true: every service must run)", pytrace=False)
-        pytest.skip(f"Kafka with SASL unavailable: {exc}")
+        unavailable("Kafka with SASL", exc)
     yield broker
     broker.stop()
 

@@ -21,7 +21,7 @@ from ingest.kafka.security import KafkaSecurity
 from ingest.service import KafkaIngest
 from simulators.stream import Outgoing
 from simulators.transports import KafkaTransport
-from tests.conftest import IN_CI
+from tests.conftest import unavailable
 from tests.helpers import wait_for
 from tests.kafka_helpers import refusal_reported
 from tests.tls_helpers import ThrowawayCa
@@ -45,9 +45,7 @@ def _start(workdir: Path, pki: dict, **options: object) -> KafkaBroker:
     try:
         return KafkaBroker(workdir, tls=KafkaTls(server.cert, server.key), **options).start()
     except ServiceUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"Kafka with TLS unavailable: {exc} (CI=true: every service must run)", pytrace=False)
-        pytest.skip(f"Kafka with TLS unavailable: {exc}")
+        unavailable("Kafka with TLS", exc)
 
 
 @pytest.fixture(scope="module")

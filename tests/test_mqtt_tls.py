@@ -63,6 +63,12 @@ def _env(database_url: str, broker: LocalMqttBroker, ca: Path) -> dict[str, str]
             "CITYKPI_BATCH_MAX_WAIT_S": "0.05"}
 
 
+def _settings(database_url: str, broker: LocalMqttBroker, ca: Path, **more: object) -> Settings:
+    """The settings `_env` gives the ingest process, for an ingest run in this process."""
+    return Settings(**{k.removeprefix("CITYKPI_").lower(): v for k, v in _env(database_url, broker, ca).items()},
+                    **more)
+
+
 def _heartbeat(device_id: str) -> Outgoing:
     body = {"device_id": device_id, "kind": "cctv", "ts": datetime.now(UTC).replace(microsecond=0).isoformat()}
     return Outgoing(datetime.now(UTC), f"devices/{device_id}/heartbeat", device_id, json.dumps(body).encode())
@@ -92,9 +98,7 @@ def test_ingest_trusting_the_brokers_ca_stores_what_the_simulator_sends_over_tls
 
 def test_ingest_trusting_another_ca_stays_not_ready_and_says_why(
         database_url: str, tls_broker: LocalMqttBroker, pki: dict, tmp_path: Path) -> None:
-    settings = Settings(**{k.removeprefix("CITYKPI_").lower(): v
-                           for k, v in _env(database_url, tls_broker, pki["other_ca"].cert).items()})
-    ingest = MqttIngest(settings, database_url)
+    ingest = MqttIngest(_settings(database_url, tls_broker, pki["other_ca"].cert), database_url)
     ingest.start()
     try:
         wait_for(lambda: ingest.source.last_error is not None, what="the failed TLS handshake reported")
@@ -119,9 +123,8 @@ def test_mutual_tls_ingest_with_a_client_certificate_stores_heartbeats(
         database_url: str, pki: dict, tmp_path: Path) -> None:
     client: Issued = pki["client"]
     with _broker(pki, tmp_path, require_certificate=True) as broker:
-        settings = Settings(**{k.removeprefix("CITYKPI_").lower(): v
-                               for k, v in _env(database_url, broker, pki["ca"].cert).items()},
-                            mqtt_cert_file=client.cert, mqtt_key_file=client.key)
+        settings = _settings(database_url, broker, pki["ca"].cert, mqtt_cert_file=client.cert,
+                             mqtt_key_file=client.key)
         ingest = MqttIngest(settings, database_url)
         ingest.start()
         try:
@@ -138,9 +141,7 @@ def test_mutual_tls_ingest_with_a_client_certificate_stores_heartbeats(
 def test_mutual_tls_ingest_without_a_client_certificate_is_not_ready_and_hints_at_it(
         database_url: str, pki: dict, tmp_path: Path) -> None:
     with _broker(pki, tmp_path, require_certificate=True) as broker:
-        settings = Settings(**{k.removeprefix("CITYKPI_").lower(): v
-                               for k, v in _env(database_url, broker, pki["ca"].cert).items()})
-        ingest = MqttIngest(settings, database_url)
+        ingest = MqttIngest(_settings(database_url, broker, pki["ca"].cert), database_url)
         ingest.start()
         try:
             wait_for(lambda: ingest.source.last_error is not None, what="the refused connection reported")

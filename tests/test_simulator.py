@@ -75,15 +75,12 @@ def _heartbeats_in(messages: list) -> int:
     return total
 
 
-def test_every_simulated_message_is_stored_or_dead_lettered(database_url: str, mqtt_broker,
-                                                           db: psycopg.Connection) -> None:
+def _backfill_through_ingest(database_url: str, mqtt_broker, fleet, start: datetime, end: datetime, seed: int):
+    """Send the fleet's messages over MQTT to a running `citykpi ingest`; return its totals once every
+    message is written and it has stopped, and the simulator's report."""
     from citykpi.settings import Settings
     from ingest.service import MqttIngest
 
-    now = datetime.now(UTC).replace(microsecond=0)
-    start, end = now - timedelta(hours=3), now
-    fleet = build_fleet(DEVICES, FaultShares(), start, end, seed=3)
-    expected = list(fleet_messages(fleet, start, end, seed=3))
     settings = Settings(database_url=database_url, mqtt_url=mqtt_broker.url,
                         mqtt_protocol="5" if mqtt_broker.supports_mqtt5 else "3.1.1",
                         mqtt_client_id=f"sim-{uuid.uuid4().hex[:6]}", batch_max_wait_s=0.05)
@@ -91,10 +88,19 @@ def test_every_simulated_message_is_stored_or_dead_lettered(database_url: str, m
     ingest.start()
     wait_for(ingest.source.connected.is_set, what="ingest connected")
     report = backfill(fleet, MqttTransport(mqtt_broker.url, client_id=f"sim-{uuid.uuid4().hex[:6]}"), start, end,
-                      seed=3)
+                      seed=seed)
     wait_for(lambda: ingest.worker.totals.messages >= report.messages, what="every simulated message written")
     ingest.stop()
-    totals = ingest.worker.totals
+    return ingest.worker.totals, report
+
+
+def test_every_simulated_message_is_stored_or_dead_lettered(database_url: str, mqtt_broker,
+                                                           db: psycopg.Connection) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    start, end = now - timedelta(hours=3), now
+    fleet = build_fleet(DEVICES, FaultShares(), start, end, seed=3)
+    expected = list(fleet_messages(fleet, start, end, seed=3))
+    totals, report = _backfill_through_ingest(database_url, mqtt_broker, fleet, start, end, seed=3)
     stored = db.execute("SELECT count(*) AS n FROM heartbeats").fetchone()["n"]
     dead = db.execute("SELECT count(*) AS n FROM dead_letters").fetchone()["n"]
     assert report.messages == len(expected)
@@ -149,8 +155,6 @@ def test_monitors_report_the_measurements_their_kind_collects() -> None:
 
 def test_a_synthetic_province_s_cameras_report_through_the_gateways_its_registry_names(
         database_url: str, mqtt_broker, db: psycopg.Connection, tmp_path) -> None:
-    from citykpi.settings import Settings
-    from ingest.service import MqttIngest
     from registry.devices import parse_devices_csv
     from registry.devices_import import import_devices
     from registry.points import parse_points
@@ -171,21 +175,11 @@ def test_a_synthetic_province_s_cameras_report_through_the_gateways_its_registry
     listed, gateways = _devices_from_registry(tmp_path)
     fleet = build_fleet(listed, FaultShares.none(), start, end, seed=5, gateways=gateways)
     expected = list(fleet_messages(fleet, start, end, seed=5))
-
-    settings = Settings(database_url=database_url, mqtt_url=mqtt_broker.url,
-                        mqtt_protocol="5" if mqtt_broker.supports_mqtt5 else "3.1.1",
-                        mqtt_client_id=f"sim-{uuid.uuid4().hex[:6]}", batch_max_wait_s=0.05)
-    ingest = MqttIngest(settings, database_url)
-    ingest.start()
-    wait_for(ingest.source.connected.is_set, what="ingest connected")
-    report = backfill(fleet, MqttTransport(mqtt_broker.url, client_id=f"sim-{uuid.uuid4().hex[:6]}"), start, end,
-                      seed=5)
-    wait_for(lambda: ingest.worker.totals.messages >= report.messages, what="every simulated message written")
-    ingest.stop()
+    totals, _report = _backfill_through_ingest(database_url, mqtt_broker, fleet, start, end, seed=5)
     stored = db.execute("SELECT count(*) AS n FROM heartbeats").fetchone()["n"]
     letters = db.execute("SELECT reason, detail FROM dead_letters").fetchall()
     through_gateways = [m for m in expected if m.topic.startswith("gateways/")]
     assert gateways == {d.device_id: d.gateway_id for d in devices if d.gateway_id} != {}
     assert len(through_gateways) > 0
     assert letters == []
-    assert (stored, ingest.worker.totals.unknown_device) == (_heartbeats_in(expected), 0)
+    assert (stored, totals.unknown_device) == (_heartbeats_in(expected), 0)

@@ -4,6 +4,8 @@ import csv
 import json
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +14,6 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from citykpi.services.errors import ServiceUnavailable
 from citykpi.services.mqtt_broker import LocalMqttBroker, find_mosquitto
 from registry.broker_accounts import ACL, INGEST_ACCOUNT, export_mosquitto, mosquitto_hash
 from tests.helpers import wait_for
@@ -123,23 +124,35 @@ def _client(broker: LocalMqttBroker, user: str, password: str) -> tuple[mqtt.Cli
     return client, outcome[0]
 
 
-def _start_with_ingest_account(accounts: Path, start_broker) -> LocalMqttBroker:
-    """The exported accounts plus ingest's own (which the registry export does not write), then the broker."""
+@contextmanager
+def _listening_ingest(accounts: Path, start_broker, topics: list[str]) -> Iterator[tuple[Callable, int, list[str]]]:
+    """The exported accounts plus ingest's own (which the registry export does not write), the broker, and
+    ingest's account subscribed to `topics` (QoS 1). Yields a `connect(user, password)` for more clients,
+    ingest's CONNACK code and the topics it receives; every client and the broker are closed on the way out."""
     with (accounts / "passwd").open("a", encoding="utf-8") as f:
         f.write(f"{INGEST_ACCOUNT}:{mosquitto_hash('ingest-secret')}\n")
-    return start_broker()
+    broker = start_broker()
+    clients: list[mqtt.Client] = []
 
+    def connect(user: str, password: str) -> tuple[mqtt.Client, int]:
+        client, code = _client(broker, user, password)
+        clients.append(client)
+        return client, code
 
-def _listening_ingest(broker: LocalMqttBroker, topics: list[str]) -> tuple[mqtt.Client, int, list[str]]:
-    """Ingest's account subscribed to `topics` (QoS 1): its client, CONNACK code, and the topics it receives."""
-    ingest, code = _client(broker, INGEST_ACCOUNT, "ingest-secret")
-    received: list[str] = []
-    subscribed = threading.Event()
-    ingest.on_message = lambda c, u, m: received.append(m.topic)
-    ingest.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
-    ingest.subscribe([(topic, 1) for topic in topics])
-    assert subscribed.wait(10)
-    return ingest, code, received
+    try:
+        ingest, code = connect(INGEST_ACCOUNT, "ingest-secret")
+        received: list[str] = []
+        subscribed = threading.Event()
+        ingest.on_message = lambda c, u, m: received.append(m.topic)
+        ingest.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
+        ingest.subscribe([(topic, 1) for topic in topics])
+        assert subscribed.wait(10)
+        yield connect, code, received
+    finally:
+        for client in clients:
+            client.loop_stop()
+            client.disconnect()
+        broker.close()
 
 
 def test_mosquitto_refuses_a_device_speaking_for_another(db: psycopg.Connection, secured_broker) -> None:
@@ -147,11 +160,8 @@ def test_mosquitto_refuses_a_device_speaking_for_another(db: psycopg.Connection,
     _bind(db, "cam-1")
     _bind(db, "cam-2")
     secrets = _secrets(export_mosquitto(db, accounts, at=AT))
-    broker = _start_with_ingest_account(accounts, start_broker)
-    try:
-        ingest, ingest_code, received = _listening_ingest(broker, ["devices/+/heartbeat"])
-
-        device, device_code = _client(broker, "cam-1", secrets["cam-1"])
+    with _listening_ingest(accounts, start_broker, ["devices/+/heartbeat"]) as (connect, ingest_code, received):
+        device, device_code = connect("cam-1", secrets["cam-1"])
         acks: dict[int, int] = {}
         device.on_publish = lambda c, u, mid, reason, p: acks.__setitem__(mid, reason.value)
         body = json.dumps({"device_id": "cam-2", "kind": "cctv", "ts": AT.isoformat()})
@@ -160,19 +170,12 @@ def test_mosquitto_refuses_a_device_speaking_for_another(db: psycopg.Connection,
         wait_for(lambda: own.mid in acks and spoofed.mid in acks, what="both PUBACKs")
         wait_for(lambda: "devices/cam-1/heartbeat" in received, what="the device's own heartbeat")
 
-        _, wrong_password_code = _client(broker, "cam-2", "not-its-secret")
+        _, wrong_password_code = connect("cam-2", "not-its-secret")
         assert (ingest_code, device_code) == (0, 0)
         assert acks[own.mid] == 0
         assert acks[spoofed.mid] == 135  # MQTT 5 "Not authorized"
         assert received == ["devices/cam-1/heartbeat"]
         assert wrong_password_code in (134, 135)  # "Bad user name or password" / "Not authorized"
-        for client in (ingest, device):
-            client.loop_stop()
-            client.disconnect()
-    except ServiceUnavailable as exc:
-        pytest.fail(str(exc))
-    finally:
-        broker.close()
 
 
 def test_mosquitto_lets_a_gateway_publish_on_its_topic_only(db: psycopg.Connection, secured_broker) -> None:
@@ -180,11 +183,9 @@ def test_mosquitto_lets_a_gateway_publish_on_its_topic_only(db: psycopg.Connecti
     _bind(db, "cam-1", gateway="vms-1")
     _bind(db, "cam-2", gateway="vms-2")
     secrets = _secrets(export_mosquitto(db, accounts, at=AT))
-    broker = _start_with_ingest_account(accounts, start_broker)
-    try:
-        ingest, _, received = _listening_ingest(broker, ["devices/+/heartbeat", "gateways/+/heartbeats"])
-
-        gateway, gateway_code = _client(broker, "vms-1", secrets["vms-1"])
+    with _listening_ingest(accounts, start_broker, ["devices/+/heartbeat", "gateways/+/heartbeats"]) as (
+            connect, _, received):
+        gateway, gateway_code = connect("vms-1", secrets["vms-1"])
         acks: dict[int, int] = {}
         gateway.on_publish = lambda c, u, mid, reason, p: acks.__setitem__(mid, reason.value)
         body = json.dumps([{"device_id": "cam-1", "kind": "cctv", "ts": AT.isoformat()}])
@@ -197,10 +198,3 @@ def test_mosquitto_lets_a_gateway_publish_on_its_topic_only(db: psycopg.Connecti
         assert gateway_code == 0
         assert (acks[own.mid], acks[other.mid], acks[as_camera.mid]) == (0, 135, 135)  # 135: "Not authorized"
         assert received == ["gateways/vms-1/heartbeats"]
-        for client in (ingest, gateway):
-            client.loop_stop()
-            client.disconnect()
-    except ServiceUnavailable as exc:
-        pytest.fail(str(exc))
-    finally:
-        broker.close()

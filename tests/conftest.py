@@ -64,22 +64,24 @@ def _start_postgres(tmp_path_factory: pytest.TempPathFactory, *, timescaledb: bo
     server.stop()
 
 
+def _given_or_started(variable: str, tmp_path_factory: pytest.TempPathFactory, *, timescaledb: bool) -> Iterator[str]:
+    """The server named by environment `variable`, else one started (and stopped) for the session."""
+    if url := os.environ.get(variable):
+        yield url
+        return
+    yield from _start_postgres(tmp_path_factory, timescaledb=timescaledb)
+
+
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A superuser URL of a plain PostgreSQL server (no TimescaleDB, even where it is installed)."""
-    if url := os.environ.get("CITYKPI_TEST_DATABASE_URL"):
-        yield url
-        return
-    yield from _start_postgres(tmp_path_factory, timescaledb=False)
+    yield from _given_or_started("CITYKPI_TEST_DATABASE_URL", tmp_path_factory, timescaledb=False)
 
 
 @pytest.fixture(scope="session")
 def timescaledb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A superuser URL of a PostgreSQL server with TimescaleDB preloaded; skips the test when there is none."""
-    if url := os.environ.get("CITYKPI_TEST_TIMESCALEDB_URL"):
-        yield url
-        return
-    yield from _start_postgres(tmp_path_factory, timescaledb=True)
+    yield from _given_or_started("CITYKPI_TEST_TIMESCALEDB_URL", tmp_path_factory, timescaledb=True)
 
 
 @pytest.fixture

@@ -24,11 +24,11 @@ from datetime import UTC, date, datetime
 
 import psycopg
 
-from citykpi.db import connect
-from citykpi.migrations import migrate
-from citykpi.services.databases import scratch_database
-from citykpi.settings import Settings
-from kpi.catalog import load_catalog
+from base.db import connect
+from base.settings import Settings
+from catalog import load_catalog
+from citykpi.schema import migrate
+from devstack.databases import scratch_database
 from kpi.indicators import all_sensor_values, period_report, sensor_value
 from kpi.point_rollups import refresh
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if url := os.environ.get("CITYKPI_BENCH_DATABASE_URL"):
         rows = [run_size(url, s) for s in sizes]
     else:
-        from citykpi.services.postgres import LocalPostgres
+        from devstack.postgres import LocalPostgres
 
         with LocalPostgres() as pg:
             # The embedded server's 128 MB of shared buffers would measure the disk, not the query.

@@ -25,14 +25,10 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -41,16 +37,16 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from base.brokers.mqtt import parse_mqtt_url
+from base.db import connect
 from bench.cpu import CpuMeter
-from citykpi.db import connect
-from citykpi.migrations import migrate
-from citykpi.services.databases import create_database
-from citykpi.services.errors import ServiceUnavailable
-from citykpi.services.kafka import KafkaBroker
-from citykpi.services.mqtt_broker import LocalMqttBroker
-from citykpi.services.ports import free_loopback_port
-from citykpi.services.postgres import LocalPostgres
-from ingest.mqtt import parse_mqtt_url
+from citykpi.schema import migrate
+from devstack.databases import create_database
+from devstack.errors import ServiceUnavailable
+from devstack.ingest_process import IngestProcess
+from devstack.kafka import KafkaBroker
+from devstack.mqtt_broker import LocalMqttBroker
+from devstack.postgres import LocalPostgres
 from simulators.mqtt_publisher import MqttPublisher
 
 
@@ -169,68 +165,20 @@ def _per_heartbeat(cpu_seconds: dict[str, float], count: int) -> dict[str, float
 
 # -- citykpi ------------------------------------------------------------------------------------------
 
-class IngestProcess:
-    def __init__(self, source: str, env: dict[str, str], workdir: Path) -> None:
-        self.port = free_loopback_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CITYKPI_")}
-        self.env.update(env, CITYKPI_METRICS_HOST="127.0.0.1", CITYKPI_METRICS_PORT=str(self.port))
-        self.source = source
-        self.log = workdir / f"ingest-{source}-{uuid.uuid4().hex[:6]}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.peak_rss_kib = 0
-
-    def start(self) -> "IngestProcess":
-        return self.launch().wait_ready()
-
-    def launch(self) -> "IngestProcess":
-        with open(self.log, "ab") as log_file:
-            self.process = subprocess.Popen([sys.executable, "-m", "citykpi.cli", "ingest", "--source", self.source],
-                                            env=self.env, stdout=log_file, stderr=subprocess.STDOUT)
-        return self
-
-    def wait_ready(self) -> "IngestProcess":
-        _wait(self._ready, 90, f"citykpi ingest --source {self.source} ready (log {self.log})", 0.05)
-        return self
-
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise SystemExit(f"bench: ingest exited with {self.process.returncode}; see {self.log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU the process has used so far: on a shared machine, a truer cost than wall time."""
-        assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        assert self.process is not None
-        status = Path(f"/proc/{self.process.pid}/status")
-        if status.exists():
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    self.peak_rss_kib = int(line.split()[1])
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(60)
-
-
 class Workers:
     """`count` ingest processes with the same settings but their own MQTT client id; launched together, so
     that none has drained its share before the others are up."""
 
     def __init__(self, source: str, env: dict[str, str], workdir: Path, count: int) -> None:
-        self.processes = [IngestProcess(source, {**env, **_worker_env(env, n, count)}, workdir) for n in range(count)]
+        self.processes = [IngestProcess(source=source, env={**env, **_worker_env(env, n, count)},
+                                        log_path=workdir / f"ingest-{source}-{uuid.uuid4().hex[:6]}.log", verbose=False)
+                          for n in range(count)]
 
     def start(self) -> "Workers":
         for process in self.processes:
             process.launch()
         for process in self.processes:
-            process.wait_ready()
+            process.wait_ready(timeout_s=90)
         return self
 
     def cpu_seconds(self) -> float:

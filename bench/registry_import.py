@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from citykpi.db import connect
-from citykpi.migrations import migrate
-from citykpi.services.databases import scratch_database
-from registry.categories import CATEGORIES, CATEGORY_SERVED_BY
+from base.db import connect
+from base.vocabulary import CATEGORIES, CATEGORY_SERVED_BY
+from citykpi.schema import migrate
+from devstack.databases import scratch_database
 from registry.devices import read_devices
 from registry.devices_import import import_devices
 from registry.points import read_points
@@ -121,7 +121,7 @@ def main() -> int:
     with ExitStack() as stack:
         url = os.environ.get("CITYKPI_DATABASE_URL")
         if not url:
-            from citykpi.services.postgres import LocalPostgres
+            from devstack.postgres import LocalPostgres
 
             url = stack.enter_context(LocalPostgres()).url
         lines = run(url, args.points, args.devices)

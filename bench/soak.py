@@ -31,13 +31,14 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.ingest import IngestProcess, _new_database
+from base.brokers.mqtt import parse_mqtt_url
+from base.db import connect
+from bench.ingest import _new_database
 from bench.soak_report import Sample, print_summary, write_csv, write_plot
-from citykpi.db import connect
-from citykpi.services.mqtt_broker import LocalMqttBroker
-from citykpi.services.postgres import LocalPostgres
-from citykpi.services.process import log_tail
-from ingest.mqtt import parse_mqtt_url
+from devstack.ingest_process import IngestProcess
+from devstack.mqtt_broker import LocalMqttBroker
+from devstack.postgres import LocalPostgres
+from devstack.process import log_tail
 from simulators.mqtt_publisher import MqttPublisher
 
 DEVICES = 1000
@@ -213,7 +214,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> tuple[list[Sample], dict]:
         env = {"CITYKPI_DATABASE_URL": url, "CITYKPI_MQTT_URL": broker.url,
                "CITYKPI_MQTT_PROTOCOL": "5" if broker.supports_mqtt5 else "3.1.1",
                "CITYKPI_MQTT_CLIENT_ID": f"soak-{uuid.uuid4().hex[:6]}"}
-        ingest = IngestProcess("mqtt", env, workdir).start()
+        ingest = IngestProcess(source="mqtt", env=env, log_path=workdir / f"ingest-mqtt-{uuid.uuid4().hex[:6]}.log",
+                               verbose=False).start(timeout_s=90)
         store = BrokerStore(broker.url)
         load = Load(broker.url, args.rate, args.bad_percent, args.duplicate_percent)
         samples: list[Sample] = []
@@ -264,7 +266,7 @@ def _record(samples: list[Sample], elapsed: float, load: "Load", ingest: IngestP
     samples.append(sample := _sample(elapsed, load, ingest, store, server_url, database, previous))
     _progress(sample.progress())
     if ingest.process.poll() is not None:
-        raise SystemExit(f"soak: ingest exited with {ingest.process.returncode}\n{log_tail(ingest.log)}")
+        raise SystemExit(f"soak: ingest exited with {ingest.process.returncode}\n{log_tail(ingest.log_path)}")
     return elapsed, sample.stored, sample.published
 
 

@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
-from citykpi.db import connect
-from citykpi.migrations import migrate
-from citykpi.services.postgres import LocalPostgres
+from base.db import connect
+from citykpi.schema import migrate
+from devstack.postgres import LocalPostgres
 
 _STAGE = ("CREATE TEMP TABLE stage (device_id text, ts timestamptz, kind text, healthy boolean, status text,"
           " source text, received_at timestamptz)")

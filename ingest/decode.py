@@ -1,9 +1,11 @@
-"""Turns one broker message into accepted heartbeats and rejections.
+"""The decode stage between the sources and the sink: one broker message into accepted heartbeats and
+rejections.
 
 Pure functions, no I/O: every source (MQTT, Kafka) and every test goes through `decode_message`, so there
 is one answer to "is this message valid". That answer is the pydantic model's (`ingest.schema.Heartbeat`):
 the hot path (`ingest.fastpath`) only ever accepts what the model accepts, with the same values, and hands
-everything else — every rejection included — to the model, which says why.
+everything else — every rejection included — to the model, which says why. `DecodeStage` holds the limits
+and makes the `Message` a source hands to the sink.
 """
 
 import json
@@ -14,8 +16,10 @@ from typing import NamedTuple
 import orjson
 from pydantic import ValidationError
 
+from base.vocabulary import DeviceKind
 from ingest.fastpath import accept
-from ingest.schema import DeviceKind, Heartbeat, Status
+from ingest.message import Acknowledge, Message
+from ingest.schema import Heartbeat, Status
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,25 @@ class Decoded:
     # Where each accepted heartbeat stands in a gateway's array (0 for a single object): a check made later,
     # against the registry, can then dead-letter that element's bytes alone (`element_raw`).
     positions: list[int] = field(default_factory=list)
+
+
+class DecodeStage:
+    """Turns what a source received into the `Message` it hands to the sink, decoded.
+
+    Called on the source's own thread (paho's network thread, the Kafka consumer's), so that decoding
+    overlaps the sink's waits on the database; the sink only writes.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+
+    def message(self, *, source: str, origin: str, payload: bytes, received_at: datetime,
+                expected_device_id: str | None, allow_array: bool, acknowledge: Acknowledge,
+                gateway_id: str | None = None, flush: Acknowledge | None = None) -> Message:
+        decoded = decode_message(payload, received_at=received_at, expected_device_id=expected_device_id,
+                                 allow_array=allow_array, limits=self.limits)
+        return Message(source, origin, payload, received_at, expected_device_id, allow_array, acknowledge, decoded,
+                       gateway_id, flush)
 
 
 def _reject(reason: str, detail: str, raw: bytes) -> Decoded:

@@ -6,14 +6,12 @@ of (every invalid heartbeat, and a few valid ones) returns None and goes to the 
 below mirrors a field of the model; `tests/test_decode_fastpath.py` holds the two to the same answers.
 """
 
-import re
 from typing import Any
 
-from ingest.schema import DeviceKind, Status, is_healthy, parse_timestamp
+from base.vocabulary import ID_PATTERN, DeviceKind
+from ingest.schema import Status, is_healthy, parse_timestamp
 
 _FIELDS = frozenset({"device_id", "kind", "ts", "seq", "status", "checks", "metrics", "measurements"})
-# DEVICE_ID_PATTERN, used with fullmatch: pydantic's `$` is the end of the text, not before a final newline.
-_DEVICE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _KINDS = {kind.value: kind for kind in DeviceKind}
 _STATUSES = {status.value: status for status in Status}
 # orjson reads an integer beyond 64 bits as a float, where the json module keeps an int; a float this large
@@ -26,7 +24,8 @@ def accept(item: dict[str, Any]) -> tuple | None:
     if not item.keys() <= _FIELDS:
         return None
     device_id = item.get("device_id")
-    if type(device_id) is not str or _DEVICE_ID.fullmatch(device_id) is None:
+    # fullmatch: the model's pattern ends at the end of the text (pydantic's `$` is not before a final newline).
+    if type(device_id) is not str or ID_PATTERN.fullmatch(device_id) is None:
         return None
     kind = item.get("kind")
     if type(kind) is not str or (kind := _KINDS.get(kind)) is None:

@@ -8,20 +8,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
 
-DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+from base.vocabulary import ID_CHARACTERS, MONITOR_KINDS, DeviceKind
+
+DEVICE_ID_PATTERN = f"^{ID_CHARACTERS}$"
 # Stricter than datetime.fromisoformat, which also takes week dates and offsets without a colon.
 _RFC3339 = re.compile(
     r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?$")
-MONITOR_KINDS = frozenset({"air_monitor", "water_monitor", "wastewater_station"})
-
-
-class DeviceKind(StrEnum):
-    AIR_MONITOR = "air_monitor"
-    WATER_MONITOR = "water_monitor"
-    WASTEWATER_STATION = "wastewater_station"
-    CCTV = "cctv"
-    WIFI_AP = "wifi_ap"
-    BUS_DISPLAY = "bus_display"
 
 
 class Status(StrEnum):

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from citykpi.db import connect
-from citykpi.settings import Settings
-from ingest.decode import Limits
+from base.brokers.kafka import KafkaSecurity
+from base.brokers.mqtt import MqttTls, parse_mqtt_url
+from base.db import connect
+from base.settings import Settings
+from ingest.decode import DecodeStage, Limits
 from ingest.endpoint import OpsEndpoint
 from ingest.kafka import KafkaSource
-from ingest.kafka.security import KafkaSecurity
-from ingest.mqtt import MqttSource, parse_mqtt_url
-from ingest.mqtt.tls import MqttTls
+from ingest.mqtt import MqttSource
 from ingest.pipeline import IngestWorker
 from ingest.sink import HeartbeatSink
 
@@ -44,12 +44,12 @@ def build_kafka_source(settings: Settings, *, clock: Callable[[], datetime] | No
         settings.kafka_bootstrap, topic=settings.kafka_topic, group_id=settings.kafka_group_id,
         max_in_flight=settings.kafka_max_in_flight, commit_interval_s=settings.kafka_commit_interval_s,
         session_timeout_ms=settings.kafka_session_timeout_ms, security=KafkaSecurity.from_settings(settings),
-        clock=clock or (lambda: datetime.now(UTC)), decode_with=limits_from(settings))
+        clock=clock or (lambda: datetime.now(UTC)))
 
 
 class Ingest:
-    """Sources and one worker, started and stopped in the order that loses nothing: the worker starts
-    before the sources feed it; at stop the sources stop taking messages, the worker writes and
+    """Sources, the decode stage and one worker, started and stopped in the order that loses nothing: the
+    worker starts before the sources feed it; at stop the sources stop taking messages, the worker writes and
     acknowledges what they took, and only then do the sources commit and disconnect."""
 
     def __init__(self, settings: Settings, database_url: str, *, sources: Sequence[str] = ("mqtt",),
@@ -60,8 +60,8 @@ class Ingest:
         self.database_url = database_url
         self.stop_event = threading.Event()
         self._stopped = False
-        self.sink = HeartbeatSink(database_url, limits=limits_from(settings), stop_event=self.stop_event,
-                                  max_backoff_s=settings.retry_max_backoff_s)
+        self.decode = DecodeStage(limits_from(settings))
+        self.sink = HeartbeatSink(database_url, stop_event=self.stop_event, max_backoff_s=settings.retry_max_backoff_s)
         worker_options.setdefault("queue_max", settings.queue_max)
         self.worker = IngestWorker(self.sink, batch_max_rows=settings.batch_max_rows,
                                    batch_max_wait_s=settings.batch_max_wait_s, batch_idle_s=settings.batch_idle_s,
@@ -78,7 +78,7 @@ class Ingest:
     def start(self) -> None:
         self.worker.start()
         for source in self.sources:
-            source.start(self.worker.queue)
+            source.start(self.worker.queue, self.decode)
 
     def stop(self, timeout_s: float = 30) -> bool:
         """Stop taking messages, write and acknowledge those already taken (for at most `timeout_s`), then

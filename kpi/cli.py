@@ -1,4 +1,4 @@
-"""`citykpi kpi …` and `citykpi serve`"""
+"""`citykpi kpi …`: indicator values, evidence, exports, storage policies, point-rollup refresh."""
 
 import argparse
 import json
@@ -6,14 +6,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from citykpi.cli import load_settings, local_date
+from base.settings import load_settings
+from base.time import local_date
 
 
 @contextmanager
 def _reading(command: str) -> Iterator[tuple]:
     """A connection and the settings; what a reader can get wrong is said in one line, exit status 2."""
-    from citykpi.db import connect
-    from kpi.catalog import UnknownIndicator
+    from base.db import connect
+    from catalog import UnknownIndicator
     from kpi.rollups import RollupZoneMismatch
     from registry.tree import UnknownAdminUnit
 
@@ -98,9 +99,9 @@ def _storage_policies(args: argparse.Namespace) -> int:
 
 
 def _refresh(args: argparse.Namespace) -> int:
-    from citykpi.db import connect
-    from citykpi.progress import Progress
-    from kpi.catalog import load_catalog
+    from base.db import connect
+    from base.terminal import Progress
+    from catalog import load_catalog
     from kpi.point_rollups import refresh
 
     settings = load_settings()
@@ -118,17 +119,6 @@ def _refresh(args: argparse.Namespace) -> int:
     if result.skipped_busy:
         print("citykpi kpi refresh: another refresher is running; nothing more done here", file=sys.stderr)
     print(f"{result.days} days, {result.months} months, {result.point_days} point-days refreshed")
-    return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from kpi.api import create_app
-
-    settings = load_settings()
-    uvicorn.run(create_app(settings, settings.require_database_url()), host=args.host, port=args.port,
-                log_level="info" if args.verbose else "warning")
     return 0
 
 
@@ -167,8 +157,3 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     refresh = kpi.add_parser("refresh", help="recompute the point rollups of every stale day now (`citykpi "
                              "serve` does it every CITYKPI_POINT_ROLLUP_REFRESH_S)")
     refresh.set_defaults(func=_refresh)
-
-    serve = commands.add_parser("serve", help="the read-only KPI HTTP API (OpenAPI at /docs) and /metrics")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.set_defaults(func=_serve)

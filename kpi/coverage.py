@@ -6,14 +6,15 @@ bits), so a period older than raw retention computes the same as yesterday.
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 
-from kpi.rollups import check_rollup_zone, refresh_recent_rollups
+from base.time import local_midnight
+from catalog import percent
 
 # One row per key point of the category in force in at least one completed bucket of the period, read
 # from the rollups only (never raw heartbeats, which may be past retention): heartbeats_daily.up_mask holds
@@ -222,14 +223,6 @@ class CoverageValue:
         return shown
 
 
-def percent(numerator: int, denominator: int) -> Decimal:
-    return (Decimal(100 * numerator) / Decimal(denominator)).quantize(Decimal("0.01"), ROUND_HALF_UP)
-
-
-def local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=zone)
-
-
 def completed_end(start: datetime, end: datetime, now: datetime) -> datetime:
     """The end of the last bucket of [start, end) that has ended by `now` (start itself if none has)."""
     if now <= start:
@@ -331,34 +324,3 @@ def summarise(*, code: str, name_vi: str, unit: str, theta: Decimal, period_from
     value = percent(numerator, denominator) if denominator else None
     return CoverageValue(code, name_vi, unit, period_from, period_to, numerator, denominator, value,
                          value_status(denominator, period_end, now, lateness_window), theta, evidence, admin_unit)
-
-
-def coverage(conn: psycopg.Connection, *, code: str, name_vi: str, unit: str, category: str, device_kind: str,
-             theta: Decimal, period_from: date, period_to: date, zone: ZoneInfo, now: datetime,
-             lateness_window: timedelta, admin_unit: str | None = None, devices: bool = False) -> CoverageValue:
-    """Indicator value over the half-open local-date period [period_from, period_to), optionally for one
-    administrative unit and its descendants.
-
-    Only buckets that have ended by `now` count, so the current month reads as "so far", not as a month
-    whose future hours were all down. Raises ValueError for an empty period, UnknownAdminUnit for a unit
-    not in the tree in force in the period's last bucket, RollupZoneMismatch when the rollups were built
-    in another zone.
-    """
-    from kpi.units import points_in_unit
-    from registry.tree import unit_tree
-
-    if period_to <= period_from:
-        raise ValueError(f"period end {period_to} must be after its start {period_from}")
-    start, end = local_midnight(period_from, zone), local_midnight(period_to, zone)
-    # First, while the connection is idle: on TimescaleDB it may refresh the rollups (not in a transaction).
-    refresh_recent_rollups(conn, start, completed_end(start, end, now), lateness_window=lateness_window)
-    check_rollup_zone(conn, zone.key)
-    evidence = point_evidence(conn, category=category, device_kind=device_kind, theta=theta, start=start,
-                              end=completed_end(start, end, now), zone=zone, devices=devices)
-    if admin_unit is not None:
-        # "in the unit tree in force in the last bucket of P"
-        tree = unit_tree(conn, end - timedelta(hours=1))
-        evidence = points_in_unit(evidence, tree, admin_unit)
-    return summarise(code=code, name_vi=name_vi, unit=unit, theta=theta, period_from=period_from,
-                     period_to=period_to, evidence=evidence, period_end=end, now=now,
-                     lateness_window=lateness_window, admin_unit=admin_unit)

@@ -15,9 +15,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from psycopg.types.json import Jsonb
 
-from citykpi.settings import Settings
-from kpi.catalog import Catalog, load_catalog
-from kpi.coverage import percent
+from base.settings import Settings
+from catalog import Catalog, load_catalog, percent
 from kpi.rollups import check_rollup_zone
 from kpi.units import points_by_unit
 from registry.tree import unit_tree

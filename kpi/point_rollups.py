@@ -17,7 +17,7 @@ import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from psycopg import sql
 
-from kpi.catalog import Catalog
+from catalog import Catalog
 from kpi.coverage import BOUND, POINT_DAYS, POINTS
 from kpi.rollups import refresh_recent_rollups
 
@@ -166,7 +166,7 @@ class PointRollupRefresher:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self, stop: threading.Event) -> None:
-        from citykpi.db import connect
+        from base.db import connect
 
         while not stop.is_set():
             started = time.monotonic()

@@ -16,7 +16,7 @@ from psycopg import errors, pq
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from citykpi.db import timescaledb_in_use
+from base.db import timescaledb_in_use
 
 # The refresh policies' windows reach this far past the lateness window (a heartbeat accepted late lands
 # inside them); the retention of raw heartbeats must exceed the daily one (see apply_storage_policies).

@@ -1,17 +1,16 @@
-"""`citykpi registry …`: import, list and export the registry; list unregistered devices."""
+"""`citykpi registry …`: import, list and export the registry."""
 
 import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
 
-from citykpi.cli import load_settings
-from citykpi.settings import Settings
-from registry.categories import CATEGORIES
+from base.settings import Settings, load_settings
+from base.vocabulary import CATEGORIES
 
 
 def _instant(text: str | None, settings: Settings) -> datetime:
-    from registry.validation import parse_instant
+    from base.time import parse_instant
 
     try:
         return parse_instant(text or datetime.now(settings.zone).date().isoformat(), settings.zone)
@@ -20,13 +19,14 @@ def _instant(text: str | None, settings: Settings) -> datetime:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from citykpi.db import connect
+    from base.db import connect
+    from base.vocabulary import Bounds
     from registry.devices import read_devices
     from registry.devices_import import import_devices
     from registry.points import read_points
     from registry.points_import import import_points
     from registry.units import import_units, read_units
-    from registry.validation import Bounds, Problems, RegistryFileError
+    from registry.validation import Problems, RegistryFileError
 
     settings = load_settings()
     path = Path(args.file)
@@ -75,8 +75,8 @@ def _import(args: argparse.Namespace) -> int:
 
 def _warn_points_outliving_their_unit(conn, settings: Settings, shown: int = 20) -> None:
     """Not an error (units come before the points that follow them), but what to do next."""
+    from base.time import format_instant
     from registry.queries import points_outliving_their_unit
-    from registry.validation import format_instant
 
     rows = points_outliving_their_unit(conn)
     for r in rows[:shown]:
@@ -90,10 +90,10 @@ def _warn_points_outliving_their_unit(conn, settings: Settings, shown: int = 20)
 
 
 def _list_points(args: argparse.Namespace) -> int:
-    from citykpi.db import connect
+    from base.db import connect
+    from base.time import format_instant
     from registry.queries import points_at
     from registry.tree import descendants
-    from registry.validation import format_instant
 
     settings = load_settings()
     at = _instant(args.at, settings)
@@ -113,9 +113,9 @@ def _list_points(args: argparse.Namespace) -> int:
 
 
 def _list_units(args: argparse.Namespace) -> int:
-    from citykpi.db import connect
+    from base.db import connect
+    from base.time import format_instant
     from registry.tree import unit_tree
-    from registry.validation import format_instant
 
     settings = load_settings()
     at = _instant(args.at, settings)
@@ -136,7 +136,7 @@ def _list_units(args: argparse.Namespace) -> int:
 
 def _export_to_output(args: argparse.Namespace, export, what: str) -> int:
     """Run `export(conn, stream, zone, at=…)` into --output (or standard output) and say how many `what`."""
-    from citykpi.db import connect
+    from base.db import connect
 
     settings = load_settings()
     at = _instant(args.at, settings) if args.at else None
@@ -165,7 +165,7 @@ def _export_devices(args: argparse.Namespace) -> int:
 
 
 def _export_mosquitto(args: argparse.Namespace) -> int:
-    from citykpi.db import connect
+    from base.db import connect
     from registry.broker_accounts import export_mosquitto
 
     settings = load_settings()
@@ -180,20 +180,8 @@ def _export_mosquitto(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unknown_devices(args: argparse.Namespace) -> int:
-    from citykpi.db import connect
-    from registry.queries import unknown_devices
-
-    settings = load_settings()
-    with connect(settings.require_database_url()) as conn:
-        rows = unknown_devices(conn)
-    for r in rows:
-        print(f"{r['device_id']}\t{r['kind']}\t{r['heartbeats']} heartbeats\tlast {r['last_ts'].isoformat()}")
-    print(f"{len(rows)} unregistered device(s) sending heartbeats", file=sys.stderr)
-    return 0
-
-
-def add_commands(commands: argparse._SubParsersAction) -> None:
+def add_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Adds `citykpi registry …`; returns its subcommands, for commands other packages add to the group."""
     registry = commands.add_parser("registry", help="key points, devices and administrative units").add_subparsers(
         dest="registry_command", required=True)
 
@@ -240,6 +228,4 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     mosquitto.add_argument("--at", help="devices and gateways of bindings in force at this date (default today)")
     mosquitto.add_argument("--rotate", nargs="+", metavar="ID", help="give these devices or gateways new secrets")
     mosquitto.set_defaults(func=_export_mosquitto)
-
-    registry.add_parser("unknown-devices", help="devices sending heartbeats that the registry lacks").set_defaults(
-        func=_unknown_devices)
+    return registry

@@ -9,8 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from citykpi.settings import DEVICE_KINDS
-from registry.validation import ID_PATTERN, Problems, bulk_allocation, read_csv, validity
+from base.vocabulary import DEVICE_KINDS
+from registry.validation import Problems, bulk_allocation, read_csv, valid_id, validity
 
 COLUMNS = ["device_id", "kind", "point_id", "valid_from", "valid_to", "heartbeat_interval_s"]
 # Optional trailing column: files written before gateways existed import unchanged.
@@ -44,11 +44,8 @@ def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Bindin
     seen: dict[tuple[str, datetime], int] = {}
     for number, row in read_csv(path, COLUMNS, problems,
                                 optional=("valid_to", "heartbeat_interval_s", GATEWAY_COLUMN)):
-        ok = True
         device_id, kind, point_id = row["device_id"], row["kind"], row["point_id"]
-        if not ID_PATTERN.fullmatch(device_id):
-            problems.add(number, "device_id", f"{device_id!r} is not an id ([A-Za-z0-9._:-], 1–64 chars)")
-            ok = False
+        ok = valid_id(device_id, number, "device_id", problems)
         if kind not in DEVICE_KINDS:
             problems.add(number, "kind", f"unknown kind {kind!r}; expected one of {', '.join(DEVICE_KINDS)}")
             ok = False
@@ -58,13 +55,10 @@ def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Bindin
             ok = False
         else:
             kinds_in_file.setdefault(device_id, (kind, number))
-        if not ID_PATTERN.fullmatch(point_id):
-            problems.add(number, "point_id", f"{point_id!r} is not an id ([A-Za-z0-9._:-], 1–64 chars)")
-            ok = False
+        ok = valid_id(point_id, number, "point_id", problems) and ok
         gateway_id = row[GATEWAY_COLUMN] or None
-        if gateway_id is not None and not ID_PATTERN.fullmatch(gateway_id):
-            problems.add(number, GATEWAY_COLUMN, f"{gateway_id!r} is not an id ([A-Za-z0-9._:-], 1–64 chars)")
-            ok = False
+        if gateway_id is not None:
+            ok = valid_id(gateway_id, number, GATEWAY_COLUMN, problems) and ok
         interval = _interval(row["heartbeat_interval_s"], number, problems)
         if interval == 0:
             ok = False

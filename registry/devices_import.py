@@ -6,11 +6,12 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from registry.categories import CATEGORY_SERVED_BY
+from base.time import format_instant
+from base.vocabulary import CATEGORY_SERVED_BY
 from registry.changes import ChangeCount
 from registry.devices import Binding
-from registry.staging import stage
-from registry.validation import Problems, format_instant
+from registry.staging import overlapping_versions, stage
+from registry.validation import Problems
 
 _STAGED = [("row", "integer"), ("device_id", "text"), ("kind", "text"), ("point_id", "text"),
            ("valid_from", "timestamptz"), ("valid_to", "timestamptz"), ("heartbeat_interval_s", "integer"),
@@ -87,20 +88,6 @@ WHERE b.point_id IN (SELECT point_id FROM staged_bindings)
 RETURNING b.device_id || '@' || b.point_id AS id
 """
 
-# "A device is in one place at a time": after the import no two bindings of a device may overlap. Each
-# pair is reported once, on the file's later row (or on the file's row when the other is not in the file).
-_OVERLAPS = """
-SELECT s.row, s.device_id, b.point_id, b.valid_from, b.valid_to, o.row AS other_row
-FROM staged_bindings s
-JOIN bindings b ON b.device_id = s.device_id AND b.valid_from <> s.valid_from
-               AND b.valid_from < coalesce(s.valid_to, 'infinity')
-               AND s.valid_from < coalesce(b.valid_to, 'infinity')
-LEFT JOIN staged_bindings o ON o.device_id = b.device_id AND o.valid_from = b.valid_from
-WHERE o.row IS NULL OR o.valid_from < s.valid_from
-ORDER BY s.row
-"""
-
-
 # Broker accounts are named by device id and by gateway id in one password file
 # (`registry export mosquitto`): an id that were both would be one account allowed to write both topics.
 _GATEWAY_IS_A_DEVICE = """
@@ -137,7 +124,7 @@ def import_devices(conn: psycopg.Connection, bindings: list[Binding], *, effecti
         count.add("changed", [r["id"] for r in conn.execute(_CHANGE)])
         count.add("added", [r["id"] for r in conn.execute(_ADD)])
         count.add("closed", [r["id"] for r in conn.execute(_CLOSE, {"effective": effective})])
-        for r in conn.execute(_OVERLAPS):
+        for r in overlapping_versions(conn, "staged_bindings", "bindings", "device_id"):
             where = f"row {r['other_row']}" if r["other_row"] is not None else \
                 f"{format_instant(r['valid_from'], zone)}–" \
                 f"{format_instant(r['valid_to'], zone) if r['valid_to'] else '…'}, in the registry"

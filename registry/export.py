@@ -15,10 +15,11 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from base.time import format_instant
 from registry.devices import COLUMNS as DEVICE_COLUMNS
 from registry.devices import GATEWAY_COLUMN
 from registry.points import COLUMNS
-from registry.validation import escape_cell, format_instant
+from registry.validation import escape_cell
 
 _ALL_VERSIONS = """
 SELECT point_id, name, categories, admin_unit, lat, lon, valid_from, valid_to FROM key_points

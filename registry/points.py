@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from registry.categories import CATEGORIES
+from base.vocabulary import CATEGORIES, VIETNAM_BOX, Bounds
 from registry.geojson import read_geojson_points
-from registry.validation import ID_PATTERN, VIETNAM_BOX, Bounds, Problems, bulk_allocation, read_csv, validity
+from registry.validation import Problems, bulk_allocation, filled, read_csv, valid_id, validity
 
 COLUMNS = ["point_id", "name", "categories", "admin_unit", "lat", "lon", "valid_from", "valid_to"]
 GEOJSON_SUFFIXES = (".geojson", ".json")
@@ -73,13 +73,8 @@ def parse_points(path: Path, zone: ZoneInfo, *, bounds: Bounds = VIETNAM_BOX) ->
 
 def _check_row(number: int, row: dict[str, str], problems: Problems, zone: ZoneInfo,
                bounds: Bounds) -> KeyPoint | None:
-    ok = True
-    if not ID_PATTERN.fullmatch(row["point_id"]):
-        problems.add(number, "point_id", f"{row['point_id']!r} is not an id ([A-Za-z0-9._:-], 1–64 chars)")
-        ok = False
-    if not row["name"]:
-        problems.add(number, "name", "empty")
-        ok = False
+    ok = valid_id(row["point_id"], number, "point_id", problems)
+    ok = filled(row, number, "name", problems) and ok
     text = row["categories"]
     if text in _SINGLE:  # the common case, without splitting
         categories: tuple[str, ...] = (text,)

@@ -6,10 +6,11 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from base.time import format_instant
 from registry.changes import ChangeCount
 from registry.points import KeyPoint
-from registry.staging import stage
-from registry.validation import Problems, format_instant
+from registry.staging import overlapping_versions, stage
+from registry.validation import Problems
 
 _STAGED = [("row", "integer"), ("point_id", "text"), ("name", "text"), ("categories", "text[]"),
            ("admin_unit", "text"), ("lat", "double precision"), ("lon", "double precision"),
@@ -55,20 +56,6 @@ WHERE k.categories && %(covered)s::text[]
   AND NOT EXISTS (SELECT 1 FROM staged_points s WHERE s.point_id = k.point_id AND s.valid_from = k.valid_from)
 RETURNING k.point_id
 """
-
-# A point is one thing at a time: after the import, no two of its versions may overlap. Each pair is
-# reported once, on the file's later row (or on the file's row when the other version is not in the file).
-_OVERLAPS = """
-SELECT s.row, s.point_id, k.valid_from, k.valid_to, o.row AS other_row
-FROM staged_points s
-JOIN key_points k ON k.point_id = s.point_id AND k.valid_from <> s.valid_from
-                 AND k.valid_from < coalesce(s.valid_to, 'infinity')
-                 AND s.valid_from < coalesce(k.valid_to, 'infinity')
-LEFT JOIN staged_points o ON o.point_id = k.point_id AND o.valid_from = k.valid_from
-WHERE o.row IS NULL OR o.valid_from < s.valid_from
-ORDER BY s.row
-"""
-
 
 def import_points(conn: psycopg.Connection, points: list[KeyPoint], *, effective: datetime,
                   categories: set[str] | None = None, dry_run: bool = False, problems: Problems | None = None,
@@ -122,7 +109,7 @@ def _check_units(conn: psycopg.Connection, problems: Problems, zone: ZoneInfo) -
 
 
 def _check_overlaps(conn: psycopg.Connection, problems: Problems, zone: ZoneInfo) -> None:
-    for r in conn.execute(_OVERLAPS):
+    for r in overlapping_versions(conn, "staged_points", "key_points", "point_id"):
         other = f"row {r['other_row']}" if r["other_row"] is not None else "in the registry"
         until = format_instant(r["valid_to"], zone) if r["valid_to"] else "…"
         problems.add(r["row"], "valid_from",

@@ -1,20 +1,10 @@
-"""Reads of the registry: for operators (lists, unknown devices) and for the KPI engine (denominators)."""
+"""Reads of the registry: points in force (lists, the denominators) and points outliving their unit."""
 
 from datetime import datetime
 
 import psycopg
 
 from registry.tree import descendants
-
-# DESIGN: heartbeats from devices not in the registry "are stored, cover nothing, and are ... listed for
-# operators so that they can be registered".
-_UNKNOWN_DEVICES = """
-SELECT h.device_id, min(h.kind) AS kind, count(*) AS heartbeats, max(h.ts) AS last_ts
-FROM heartbeats h
-WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = h.device_id)
-GROUP BY h.device_id
-ORDER BY last_ts DESC
-"""
 
 # The denominator: points of a category with a version of that category in force at some instant of
 # [from, to). One row per point, its latest such version.
@@ -34,10 +24,6 @@ WHERE valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)
   AND (%(units)s::text[] IS NULL OR admin_unit = ANY (%(units)s::text[]))
 ORDER BY point_id
 """
-
-
-def unknown_devices(conn: psycopg.Connection) -> list[dict]:
-    return conn.execute(_UNKNOWN_DEVICES).fetchall()
 
 
 def points_in_force(conn: psycopg.Connection, category: str, start: datetime, end: datetime) -> list[dict]:

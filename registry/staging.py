@@ -29,3 +29,26 @@ def stage(conn: psycopg.Connection, table: str, columns: Sequence[tuple[str, str
         for row in rows:
             copy.write_row(row)
     conn.execute(sql.SQL("ANALYZE {}").format(name))
+
+
+# "One thing in one version at a time": after an import no two versions of one id may overlap. Each staged
+# version is held against every other version of its id in the registered table (which the import has already
+# brought in line with the file). Each pair is reported once, on the file's later row, or on the file's row
+# when the other version is not in the file.
+_OVERLAPS = """
+SELECT s.row, r.*, o.row AS other_row
+FROM {staged} s
+JOIN {registered} r ON r.{key} = s.{key} AND r.valid_from <> s.valid_from
+                   AND r.valid_from < coalesce(s.valid_to, 'infinity')
+                   AND s.valid_from < coalesce(r.valid_to, 'infinity')
+LEFT JOIN {staged} o ON o.{key} = r.{key} AND o.valid_from = r.valid_from
+WHERE o.row IS NULL OR o.valid_from < s.valid_from
+ORDER BY s.row
+"""
+
+
+def overlapping_versions(conn: psycopg.Connection, staged: str, registered: str, key: str) -> list[dict]:
+    """Versions in `staged` (a file's rows, with their `row`) that overlap another version of the same `key` in
+    `registered`: each with `row`, the other version's columns, and `other_row`, its row when the file holds it."""
+    return conn.execute(sql.SQL(_OVERLAPS).format(staged=sql.Identifier(staged), registered=sql.Identifier(registered),
+                                                  key=sql.Identifier(key))).fetchall()

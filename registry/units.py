@@ -13,8 +13,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from base.time import format_instant
+from base.vocabulary import ID_PATTERN
 from registry.changes import ChangeCount
-from registry.validation import ID_PATTERN, Problems, format_instant, read_csv, validity
+from registry.validation import Problems, filled, read_csv, valid_id, validity
 
 COLUMNS = ["code", "name", "parent_code", "level"]
 OPTIONAL = ("valid_from", "valid_to", "successor_codes")
@@ -46,13 +48,8 @@ def read_units(path: Path, zone: ZoneInfo, problems: Problems) -> list[AdminUnit
     units: list[AdminUnit] = []
     seen: dict[tuple[str, datetime | None], int] = {}
     for number, row in read_csv(path, COLUMNS, problems, optional=OPTIONAL):
-        ok = True
-        if not ID_PATTERN.fullmatch(row["code"]):
-            problems.add(number, "code", f"{row['code']!r} is not a code ([A-Za-z0-9._:-], 1–64 chars)")
-            ok = False
-        if not row["name"]:
-            problems.add(number, "name", "empty")
-            ok = False
+        ok = valid_id(row["code"], number, "code", problems, what="a code")
+        ok = filled(row, number, "name", problems) and ok
         if row["level"] not in LEVELS:
             problems.add(number, "level", f"unknown level {row['level']!r}; expected one of {', '.join(LEVELS)}")
             ok = False

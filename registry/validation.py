@@ -2,47 +2,17 @@
 
 import contextlib
 import csv
-import functools
 import gc
 import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # use with fullmatch
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """The box every coordinate must lie in, in degrees (WGS 84)."""
-
-    lat_min: float
-    lat_max: float
-    lon_min: float
-    lon_max: float
-
-    @classmethod
-    def parse(cls, text: str) -> "Bounds":
-        """`lat_min,lat_max,lon_min,lon_max`, as the setting and the CLI option write it."""
-        parts = text.split(",")
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            values = []
-        if len(values) != 4 or not (values[0] < values[1] and values[2] < values[3]):
-            raise ValueError(f"{text!r} is not lat_min,lat_max,lon_min,lon_max with min < max")
-        return cls(*values)
-
-
-# Mainland Vietnam with Hoàng Sa (Paracel, to ~112.8 E) and Trường Sa (Spratly, to ~117.8 E, ~6.2 N) included.
-VIETNAM_BOX = Bounds(6.0, 24.0, 102.0, 118.0)
-
-# Registry dates outside this range are typing mistakes, and would overflow Python's datetime once shifted
-# to UTC; refusing them here keeps the database free of years nobody meant.
-_YEARS = range(1900, 2200)
+from base.time import INSTANT_YEARS, parse_instant
+from base.vocabulary import ID_PATTERN
 
 
 class RegistryFileError(Exception):
@@ -155,25 +125,19 @@ def unescape_cell(value: str) -> str:
     return value[1:] if value.startswith("'") and _FORMULA.match(value) else value
 
 
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
-                        r"([Zz]|[+-][0-9]{2}:[0-9]{2})?")
+def valid_id(value: str, number: int, column: str, problems: Problems, *, what: str = "an id") -> bool:
+    """An id (or a unit's code) as DESIGN allows it; otherwise a problem on the cell."""
+    if ID_PATTERN.fullmatch(value):
+        return True
+    problems.add(number, column, f"{value!r} is not {what} ([A-Za-z0-9._:-], 1–64 chars)")
+    return False
 
 
-@functools.lru_cache(maxsize=4096)  # a file repeats a few dates thousands of times; datetimes are immutable
-def parse_instant(text: str, zone: ZoneInfo) -> datetime:
-    """A date means local midnight in the province's zone; a timestamp must carry its offset."""
-    if _DATE.fullmatch(text):
-        value = datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone)
-    elif _TIMESTAMP.fullmatch(text):
-        value = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-        if value.tzinfo is None:
-            raise ValueError(f"{text!r} has no UTC offset (write a date YYYY-MM-DD or an RFC 3339 timestamp)")
-    else:
-        raise ValueError(f"{text!r} is not a date YYYY-MM-DD or an RFC 3339 timestamp")
-    if value.year not in _YEARS:
-        raise ValueError(f"{text!r} is outside the years {_YEARS.start}–{_YEARS.stop - 1}")
-    return value
+def filled(row: dict[str, str], number: int, column: str, problems: Problems) -> bool:
+    if row[column]:
+        return True
+    problems.add(number, column, "empty")
+    return False
 
 
 def _instant(row: dict[str, str], column: str, number: int, problems: Problems, zone: ZoneInfo) -> datetime | None:
@@ -181,7 +145,7 @@ def _instant(row: dict[str, str], column: str, number: int, problems: Problems, 
         return parse_instant(row[column], zone)
     except ValueError:
         problems.add(number, column, f"{row[column]!r} is not a date (YYYY-MM-DD) or RFC 3339 timestamp "
-                     f"in the years {_YEARS.start}–{_YEARS.stop - 1}")
+                     f"in the years {INSTANT_YEARS.start}–{INSTANT_YEARS.stop - 1}")
         return None
 
 
@@ -196,11 +160,3 @@ def validity(row: dict[str, str], number: int, problems: Problems, zone: ZoneInf
     if valid_from is not None and valid_to is not None and valid_to <= valid_from:
         problems.add(number, "valid_to", f"{row['valid_to']} is not after valid_from {row['valid_from']}")
     return valid_from, valid_to
-
-
-def format_instant(value: datetime, zone: ZoneInfo) -> str:
-    """The inverse of `parse_instant`: a date for local midnight, else an RFC 3339 timestamp in local time."""
-    local = value.astimezone(zone)
-    if local.time() == time(0):
-        return local.date().isoformat()
-    return local.isoformat()

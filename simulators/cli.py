@@ -8,10 +8,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from citykpi.cli import load_settings
-
-DEFAULT_INTERVAL_S = {"cctv": 60, "wifi_ap": 60, "bus_display": 60, "air_monitor": 300, "water_monitor": 300,
-                      "wastewater_station": 300}
+from base.settings import load_settings
+from base.vocabulary import DEFAULT_HEARTBEAT_INTERVAL_S
 
 
 def _duration(text: str) -> timedelta:
@@ -22,7 +20,7 @@ def _duration(text: str) -> timedelta:
 
 
 def _instant(text: str) -> datetime:
-    from registry.validation import parse_instant
+    from base.time import parse_instant
 
     try:
         return parse_instant(text, load_settings().zone)
@@ -43,7 +41,7 @@ def _devices_from_registry(path: Path) -> tuple[Devices, Gateways]:
     seen: dict[str, tuple[str, str, int]] = {}
     gateways: Gateways = {}
     for row in rows:
-        interval = int(row.get("heartbeat_interval_s") or DEFAULT_INTERVAL_S[row["kind"]])
+        interval = int(row.get("heartbeat_interval_s") or DEFAULT_HEARTBEAT_INTERVAL_S[row["kind"]])
         seen[row["device_id"]] = (row["device_id"], row["kind"], interval)
         gateways.pop(row["device_id"], None)
         if row.get("gateway_id"):
@@ -61,7 +59,7 @@ def _synthetic(points_per_category: int, seed: int, write_to: Path | None,
         points_csv, devices_csv = write_registry_files(write_to, points, devices, valid_from=start)
         units_csv = points_csv.with_name("units.csv")
         print(f"registry files (import in this order): {units_csv}, {points_csv}, {devices_csv}", file=sys.stderr)
-    return ([(d.device_id, d.kind, DEFAULT_INTERVAL_S[d.kind]) for d in devices],
+    return ([(d.device_id, d.kind, DEFAULT_HEARTBEAT_INTERVAL_S[d.kind]) for d in devices],
             {d.device_id: d.gateway_id for d in devices if d.gateway_id})
 
 
@@ -79,9 +77,9 @@ def _shares(args: argparse.Namespace):
 
 def _worker(args: argparse.Namespace, devices: Devices, gateways: Gateways, index: int, start: datetime,
             end: datetime, show_progress: bool) -> tuple[int, float]:
-    from citykpi.progress import Progress
-    from ingest.kafka.security import KafkaSecurity
-    from ingest.mqtt.tls import MqttTls
+    from base.brokers.kafka import KafkaSecurity
+    from base.brokers.mqtt import MqttTls
+    from base.terminal import Progress
     from simulators.run import backfill, build_fleet, live
     from simulators.transports import KafkaTransport, MqttTransport
 

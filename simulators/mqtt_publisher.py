@@ -7,8 +7,7 @@ from collections.abc import Callable, Iterable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.mqtt.source import parse_mqtt_url
-from ingest.mqtt.tls import MqttTls, describe_connect_error
+from base.brokers.mqtt import MqttTls, describe_connect_error, parse_mqtt_url
 
 
 class MqttPublisher:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
+from base.vocabulary import KIND_SERVING
 from simulators.stream import draw_gateways
 
 # Bình Định's districts, towns and city before the 2025 reform (General Statistics Office codes).
@@ -18,11 +19,6 @@ DISTRICTS = (
     ("544", "Huyện Hoài Ân"), ("545", "Huyện Phù Mỹ"), ("546", "Huyện Vĩnh Thạnh"), ("547", "Huyện Tây Sơn"),
     ("548", "Huyện Phù Cát"), ("549", "Thị xã An Nhơn"), ("550", "Huyện Tuy Phước"), ("551", "Huyện Vân Canh"),
 )
-# Which device kind serves which key-point category (the six sensor indicators of the catalog).
-KIND_FOR_CATEGORY = {
-    "security_point": "cctv", "public_place": "wifi_ap", "transit_stop": "bus_display",
-    "water_source": "water_monitor", "air_hotspot": "air_monitor", "wastewater_facility": "wastewater_station",
-}
 PLACE_NAMES = {
     "security_point": "Nút giao", "public_place": "Công viên", "transit_stop": "Trạm dừng xe buýt",
     "water_source": "Điểm quan trắc nước sông", "air_hotspot": "Điểm quan trắc không khí",
@@ -38,8 +34,7 @@ class SyntheticPoint:
     name: str
     categories: tuple[str, ...]
     admin_unit: str
-    lat: float
-    lon: float
+    position: tuple[float, float]  # latitude, longitude (WGS 84)
 
 
 @dataclass(frozen=True)
@@ -60,23 +55,23 @@ def generate_province(points_per_category: int, *, seed: int, heartbeat_interval
     rng = random.Random(seed)
     points: list[SyntheticPoint] = []
     devices: list[SyntheticDevice] = []
-    for category in KIND_FOR_CATEGORY:
+    for category in KIND_SERVING:
         for n in range(1, points_per_category + 1):
             code, _district = rng.choice(DISTRICTS)
             categories = (category,)
             if category == "security_point" and n % 4 == 0:
                 categories = ("security_point", "public_place")
+            position = (round(rng.uniform(*LAT_RANGE), 5), round(rng.uniform(*LON_RANGE), 5))
             point = SyntheticPoint(f"{category[:3].upper()}-{n:03d}", f"{PLACE_NAMES[category]} số {n}",
-                                   categories, code, round(rng.uniform(*LAT_RANGE), 5),
-                                   round(rng.uniform(*LON_RANGE), 5))
+                                   categories, code, position)
             points.append(point)
             if rng.random() < uncovered_share:
                 continue
             for served in categories:
                 copies = 2 if rng.random() < 0.1 else 1
                 for copy in range(copies):
-                    devices.append(SyntheticDevice(f"{KIND_FOR_CATEGORY[served]}-{point.point_id}-{copy + 1}",
-                                                   KIND_FOR_CATEGORY[served], point.point_id, heartbeat_interval_s))
+                    devices.append(SyntheticDevice(f"{KIND_SERVING[served]}-{point.point_id}-{copy + 1}",
+                                                   KIND_SERVING[served], point.point_id, heartbeat_interval_s))
     routed = draw_gateways(((d.device_id, d.kind) for d in devices), gateway_share, seed=seed)
     return points, [replace(d, gateway_id=routed.get(d.device_id)) for d in devices]
 
@@ -106,7 +101,7 @@ def write_registry_files(folder: Path, points: list[SyntheticPoint], devices: li
         writer = csv.writer(f)
         writer.writerow(["point_id", "name", "categories", "admin_unit", "lat", "lon", "valid_from", "valid_to"])
         for p in points:
-            writer.writerow([p.point_id, p.name, ";".join(p.categories), p.admin_unit, p.lat, p.lon,
+            writer.writerow([p.point_id, p.name, ";".join(p.categories), p.admin_unit, *p.position,
                              valid_from.isoformat(), ""])
     with devices_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from citykpi.progress import Progress
+from base.terminal import Progress
 from simulators.faults import FaultShares
 from simulators.stream import SimDevice, assign_faults, fleet_messages
 from simulators.transports import Transport

@@ -5,8 +5,8 @@ import concurrent.futures
 import threading
 from typing import Protocol
 
-from ingest.kafka.security import KafkaSecurity, connection_problem
-from ingest.mqtt.tls import MqttTls
+from base.brokers.kafka import KafkaSecurity, connection_problem
+from base.brokers.mqtt import MqttTls
 from simulators.mqtt_publisher import MqttPublisher
 from simulators.stream import Outgoing
 

@@ -13,26 +13,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import psycopg
 import pytest
 
-from citykpi.db import connect, timescaledb_available
-from citykpi.migrations import migrate
-from citykpi.services.databases import create_database, scratch_database
-from citykpi.services.errors import ServiceUnavailable
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def unavailable(what: str, exc: BaseException) -> NoReturn:
-    """Fail in CI, where every service must run; skip elsewhere, saying which service and why."""
-    message = f"{what} unavailable: {exc}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: every service must run)", pytrace=False)
-    pytest.skip(message)
-
+from base.db import connect, timescaledb_available
+from citykpi.schema import migrate
+from devstack.databases import create_database, scratch_database
+from devstack.errors import ServiceUnavailable
+from tests.helpers import IN_CI, unavailable
 
 _STARTED: list[str] = []
 
@@ -50,7 +39,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def _start_postgres(tmp_path_factory: pytest.TempPathFactory, *, timescaledb: bool) -> Iterator[str]:
-    from citykpi.services.postgres import LocalPostgres
+    from devstack.postgres import LocalPostgres
 
     try:
         server = LocalPostgres(workdir=tmp_path_factory.mktemp("postgres"), timescaledb=timescaledb).start()
@@ -142,7 +131,7 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture(scope="session")
 def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """A running broker object (`.url`, `.supports_mqtt5`, and `.stop()/.start()` when started here)."""
-    from citykpi.services.mqtt_broker import LocalMqttBroker
+    from devstack.mqtt_broker import LocalMqttBroker
 
     if url := os.environ.get("CITYKPI_TEST_MQTT_URL"):
         class External:
@@ -168,7 +157,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if bootstrap := os.environ.get("CITYKPI_TEST_KAFKA_BOOTSTRAP"):
         yield bootstrap
         return
-    from citykpi.services.kafka import KafkaBroker
+    from devstack.kafka import KafkaBroker
 
     try:
         broker = KafkaBroker(Path(tmp_path_factory.mktemp("kafka"))).start()

@@ -1,7 +1,26 @@
-"""Small helpers shared by tests: waiting on a condition with a deadline, never sleeping as synchronisation."""
+"""Small helpers shared by tests: waiting on a condition with a deadline (never sleeping as synchronisation),
+and what to do when a service or tool a test needs is missing."""
 
+import os
 import time
 from collections.abc import Callable
+from typing import NoReturn
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def missing(what: str) -> NoReturn:
+    """Fail in CI, where every service and tool must run; skip elsewhere, saying what is missing and why."""
+    if IN_CI:
+        pytest.fail(f"{what} (CI=true: every service must run)", pytrace=False)
+    pytest.skip(what)
+
+
+def unavailable(what: str, exc: BaseException) -> NoReturn:
+    """A service that could not start: `missing`, with the reason it gave."""
+    missing(f"{what} unavailable: {exc}")
 
 
 def wait_for(condition: Callable[[], bool], *, timeout_s: float = 30, what: str = "condition") -> None:

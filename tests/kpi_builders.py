@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from citykpi.db import timescaledb_in_use
+from base.db import timescaledb_in_use
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 SINCE = datetime(2026, 1, 1, tzinfo=ZONE)
@@ -75,8 +75,8 @@ def value_every_way(db: psycopg.Connection, code: str, period_from: date, period
                     admin_unit: str | None = None, settings=None):
     """The indicator computed per device-day (with devices), from stale point rollups (computed live),
     and from refreshed point rollups: all three must agree. Returns the first, which lists devices."""
-    from citykpi.settings import Settings
-    from kpi.catalog import load_catalog
+    from base.settings import Settings
+    from catalog import load_catalog
     from kpi.indicators import sensor_value
     from kpi.point_rollups import refresh
 

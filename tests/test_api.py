@@ -7,9 +7,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from citykpi.settings import Settings
-from kpi.api import create_app
+from base.settings import Settings
 from tests.kpi_builders import beats, device, hours, point, unit
+from web.app import create_app
 
 DAY = date(2026, 10, 1)
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)                  # latest complete month: October 2026
@@ -123,7 +123,7 @@ def test_citykpi_serve_answers_over_http(database_url: str) -> None:
 
     import httpx
 
-    from citykpi.services.ports import free_loopback_port, port_accepts
+    from devstack.ports import free_loopback_port, port_accepts
     from tests.helpers import wait_for
 
     port = free_loopback_port()

@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from citykpi.settings import Settings
-from kpi.api import create_app
-from kpi.tokens import create_token, revoke_token
+from base.settings import Settings
+from web.app import create_app
+from web.tokens import create_token, revoke_token
 
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 READS = [

@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from citykpi.settings import Settings
-from kpi.api import create_app
-from kpi.catalog import load_catalog
-from kpi.forms.store import store_submission
-from kpi.forms.submission import parse_submission
-from kpi.tokens import create_token
+from base.settings import Settings
+from catalog import load_catalog
+from forms.store import store_submission
+from forms.submission import parse_submission
 from tests.kpi_builders import beats, device, every_hour, hours, point, unit
+from web.app import create_app
+from web.tokens import create_token
 
 DAY = date(2026, 10, 1)
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
@@ -166,7 +166,7 @@ def test_the_html_pages_never_answer_a_server_error(html_api: TestClient, period
 
 @pytest.fixture(scope="module")
 def html_api(postgres_server: str, migrated_template: str):
-    from citykpi.services.databases import scratch_database
+    from devstack.databases import scratch_database
 
     with scratch_database(postgres_server, "citykpi_pages", template=migrated_template) as url:
         with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as conn:

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,9 +13,9 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from citykpi.services.mqtt_broker import LocalMqttBroker, find_mosquitto
+from devstack.mqtt_broker import LocalMqttBroker, find_mosquitto
 from registry.broker_accounts import ACL, INGEST_ACCOUNT, export_mosquitto, mosquitto_hash
-from tests.helpers import wait_for
+from tests.helpers import missing, wait_for
 
 AT = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -104,9 +103,7 @@ def test_the_deployed_acl_grants_what_the_generated_one_does() -> None:
 @pytest.fixture
 def secured_broker(tmp_path: Path):
     if find_mosquitto() is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("mosquitto is not installed (apt-get install mosquitto)", pytrace=False)
-        pytest.skip("mosquitto is not installed; amqtt cannot enforce Mosquitto ACLs")
+        missing("mosquitto is not installed (apt-get install mosquitto); amqtt cannot enforce Mosquitto ACLs")
     accounts = tmp_path / "accounts"
     yield accounts, lambda: LocalMqttBroker(
         implementation="mosquitto",

@@ -7,7 +7,7 @@ from importlib.resources import files
 
 import pytest
 
-from kpi.catalog import Catalog, CatalogError, UnknownIndicator, load_catalog
+from catalog import Catalog, CatalogError, UnknownIndicator, load_catalog
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def catalog() -> Catalog:
 
 
 def packaged_catalog_data() -> dict:
-    return json.loads((files("kpi") / "catalogs" / "binh-dinh-2268-2023.json").read_text(encoding="utf-8"))
+    return json.loads((files("catalog") / "sets" / "binh-dinh-2268-2023.json").read_text(encoding="utf-8"))
 
 
 def test_packaged_catalog_holds_the_27_indicators_of_the_decision(catalog):

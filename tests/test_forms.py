@@ -8,14 +8,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from citykpi.settings import Settings
-from kpi.catalog import load_catalog
-from kpi.forms.periods import parse_period
-from kpi.forms.store import current_submissions, history, store_submission
-from kpi.forms.submission import SubmissionError, parse_submission
-from kpi.forms.template import csv_template
-from kpi.forms.values import form_value
-from kpi.report import build_report, render
+from base.periods import parse_period
+from base.settings import Settings
+from catalog import load_catalog
+from forms.store import current_submissions, history, store_submission
+from forms.submission import SubmissionError, parse_submission
+from forms.template import csv_template
+from forms.values import form_value
+from report.build import build_report
+from report.formats import render
 
 CATALOG = load_catalog()
 NOW = datetime(2027, 2, 1, tzinfo=UTC)
@@ -180,7 +181,7 @@ def test_the_report_has_every_indicator_grouped_by_layer_with_the_change(db: psy
 
 
 def build_report_rows_with_source(source: str) -> list:
-    from kpi.report import ReportRow
+    from report.build import ReportRow
 
     return [ReportRow("A", "Nhóm", None, "1", "Chỉ số", "%", "form", Decimal("50.00"), "final", 1, 2, source,
                       Decimal("62.50"), [])]
@@ -210,7 +211,7 @@ def _fill_xlsx(template: bytes, values: dict[str, object], path: Path) -> Path:
 
 
 def test_an_xlsx_template_filled_in_excel_is_accepted(db: psycopg.Connection, tmp_path: Path) -> None:
-    from kpi.forms.template import xlsx_template
+    from forms.template import xlsx_template
 
     template = xlsx_template(CATALOG, "so-tttt", parse_period("2024"))
     path = _fill_xlsx(template, {"households_with_fibre": 210000, "households_with_fixed_broadband": 240000,
@@ -223,7 +224,7 @@ def test_an_xlsx_template_filled_in_excel_is_accepted(db: psycopg.Connection, tm
 
 
 def test_an_xlsx_problem_names_the_cell(tmp_path: Path) -> None:
-    from kpi.forms.template import xlsx_template
+    from forms.template import xlsx_template
 
     template = xlsx_template(CATALOG, "so-tttt", parse_period("2024"))
     path = _fill_xlsx(template, {"households_with_fibre": 12.5}, tmp_path / "bad.xlsx")

@@ -9,9 +9,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from citykpi.settings import Settings
-from kpi.api import create_app
-from kpi.tokens import create_token, revoke_token
+from base.settings import Settings
+from web.app import create_app
+from web.tokens import create_token, revoke_token
 
 NOW = datetime(2027, 2, 1, tzinfo=UTC)
 HEALTH_FILE = {"period": "2026", "agency": "Sở Y tế tỉnh Gia Lai", "reporting_unit": "",

@@ -3,14 +3,18 @@
 import threading
 from datetime import UTC, datetime
 
+from ingest.decode import Decoded
 from ingest.handoff import Handoff
 from ingest.message import Message
 from tests.helpers import wait_for
 
+NOTHING = Decoded([], [])
+
 
 def _messages(count: int, tag: str = "m") -> list[Message]:
     return [Message(source="test", origin=f"{tag}{n}", payload=b"{}", received_at=datetime.now(UTC),
-                    expected_device_id=None, allow_array=False, acknowledge=lambda: None) for n in range(count)]
+                    expected_device_id=None, allow_array=False, acknowledge=lambda: None, decoded=NOTHING)
+            for n in range(count)]
 
 
 def _origins(messages: list[Message]) -> list[str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from catalog import load_catalog
+from forms.submission import SubmissionError, parse_submission
 from ingest.decode import Limits, decode_message
-from kpi.catalog import load_catalog
-from kpi.forms.submission import SubmissionError, parse_submission
 
 RECEIVED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 REASONS = {"too_large", "not_utf8", "not_json", "schema", "too_many", "device_mismatch", "ts_future", "ts_too_old"}

@@ -17,15 +17,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from citykpi.db import connect
-from citykpi.migrations import migrate
-from citykpi.settings import Settings
+from base.db import connect
+from base.settings import Settings
+from citykpi.schema import migrate
+from devstack.ingest_process import IngestProcess
 from ingest.service import Ingest, MqttIngest
 from simulators.mqtt_publisher import MqttPublisher
-from tests.conftest import unavailable
 from tests.heartbeat_examples import EXAMPLES, RECEIVED
-from tests.helpers import wait_for
-from tests.ingest_process import IngestProcess
+from tests.helpers import unavailable, wait_for
 from tests.kafka_helpers import end_offsets, group_offsets, produce
 
 
@@ -164,8 +163,8 @@ def test_sigterm_over_mqtt_exits_0_having_acknowledged_everything_it_stored(
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator:
     """A PostgreSQL server of this test's own, to stop and start (the session's serves everyone else)."""
-    from citykpi.services.errors import ServiceUnavailable
-    from citykpi.services.postgres import LocalPostgres
+    from devstack.errors import ServiceUnavailable
+    from devstack.postgres import LocalPostgres
 
     try:
         server = LocalPostgres(workdir=tmp_path / "pg").start()
@@ -209,7 +208,7 @@ def test_mosquitto_restarted_mid_stream_the_worker_reconnects_and_loses_nothing(
                                                                                tmp_path: Path) -> None:
     from prometheus_client import REGISTRY
 
-    from citykpi.services.mqtt_broker import LocalMqttBroker
+    from devstack.mqtt_broker import LocalMqttBroker
 
     broker = LocalMqttBroker(workdir=tmp_path).start()
     # A narrow delivery window keeps most of the first half queued in the broker when it restarts.

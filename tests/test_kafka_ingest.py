@@ -9,15 +9,14 @@ import pytest
 from prometheus_client import REGISTRY
 from psycopg import sql
 
-from citykpi.settings import Settings
-from ingest.decode import Limits, decode_message
+from base.settings import Settings
+from ingest.decode import DecodeStage, Limits
 from ingest.handoff import Handoff
 from ingest.kafka import KafkaSource
 from ingest.message import Message
 from ingest.service import KafkaIngest
-from tests.conftest import unavailable
 from tests.heartbeat_examples import EXAMPLES, RECEIVED
-from tests.helpers import wait_for
+from tests.helpers import unavailable, wait_for
 from tests.kafka_helpers import end_offsets, group_offsets, produce
 
 pytestmark = pytest.mark.kafka
@@ -70,7 +69,7 @@ def table_through_kafka(kafka_bootstrap: str) -> dict[str, Message]:
                  in zip(KAFKA_EXAMPLES, placed, strict=True)}
     source = KafkaSource(kafka_bootstrap, topic=topic, group_id=group, clock=lambda: RECEIVED)
     received = Handoff(10_000)
-    source.start(received)
+    source.start(received, DecodeStage(Limits()))
     messages: dict[str, Message] = {}
     try:
         def all_received() -> bool:
@@ -89,9 +88,7 @@ def table_through_kafka(kafka_bootstrap: str) -> dict[str, Message]:
 def test_kafka_source_agrees_with_the_example_table(table_through_kafka: dict[str, Message], name: str, raw: bytes,
                                                     expected: list[str]) -> None:
     message = table_through_kafka[name]
-    decoded = decode_message(message.payload, received_at=message.received_at,
-                             expected_device_id=message.expected_device_id, allow_array=message.allow_array,
-                             limits=Limits())
+    decoded = message.decoded
     outcomes = ["ok" if hb.healthy else "ok:unhealthy" for hb in decoded.accepted]
     outcomes += [r.reason for r in decoded.rejected]
     assert message.payload == raw
@@ -187,7 +184,7 @@ def test_the_source_stops_fetching_at_max_in_flight_until_the_sink_acknowledges(
     produce(kafka_bootstrap, topic, [_heartbeat("cam-1", now - timedelta(seconds=n)) for n in range(100)])
     source = KafkaSource(kafka_bootstrap, topic=topic, group_id=group, max_in_flight=10)
     handed_over = Handoff(10_000)
-    source.start(handed_over)
+    source.start(handed_over, DecodeStage(Limits()))
     try:
         wait_for(lambda: handed_over.qsize() >= 10, timeout_s=60, what="the first 10 records")
         assert handed_over.qsize() == 10
@@ -209,7 +206,7 @@ def test_closing_while_the_sink_queue_is_full_still_ends_the_consumer_thread(kaf
     produce(kafka_bootstrap, topic, [_heartbeat("cam-1", now - timedelta(seconds=n)) for n in range(20)])
     source = KafkaSource(kafka_bootstrap, topic=topic, group_id=group)
     nobody_drains = Handoff(5)
-    source.start(nobody_drains)
+    source.start(nobody_drains, DecodeStage(Limits()))
     wait_for(lambda: nobody_drains.qsize() >= 5, timeout_s=60, what="the hand-over filling up")
     # More records: a fetch of them is received (so counted by the tracker) but finds no room.
     produce(kafka_bootstrap, topic, [_heartbeat("cam-2", now - timedelta(seconds=n)) for n in range(20)])
@@ -223,8 +220,8 @@ def test_closing_while_the_sink_queue_is_full_still_ends_the_consumer_thread(kaf
 @pytest.fixture
 def own_kafka(tmp_path):
     """A Kafka broker of this test's own, to stop and start (the session's serves everyone else)."""
-    from citykpi.services.errors import ServiceUnavailable
-    from citykpi.services.kafka import KafkaBroker
+    from devstack.errors import ServiceUnavailable
+    from devstack.kafka import KafkaBroker
 
     try:
         broker = KafkaBroker(tmp_path / "kafka").start()

@@ -12,15 +12,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from citykpi.services.errors import ServiceUnavailable
-from citykpi.services.kafka import KafkaBroker
-from citykpi.settings import Settings
-from ingest.kafka.security import KafkaSecurity
+from base.brokers.kafka import KafkaSecurity
+from base.settings import Settings
+from devstack.errors import ServiceUnavailable
+from devstack.kafka import KafkaBroker
 from ingest.service import KafkaIngest
 from simulators.stream import Outgoing
 from simulators.transports import KafkaTransport
-from tests.conftest import unavailable
-from tests.helpers import wait_for
+from tests.helpers import unavailable, wait_for
 from tests.kafka_helpers import allow, refusal_reported
 
 pytestmark = pytest.mark.kafka

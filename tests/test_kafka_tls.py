@@ -14,15 +14,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from citykpi.services.errors import ServiceUnavailable
-from citykpi.services.kafka import KafkaBroker, KafkaTls
-from citykpi.settings import Settings
-from ingest.kafka.security import KafkaSecurity
+from base.brokers.kafka import KafkaSecurity
+from base.settings import Settings
+from devstack.errors import ServiceUnavailable
+from devstack.kafka import KafkaBroker, KafkaTls
 from ingest.service import KafkaIngest
 from simulators.stream import Outgoing
 from simulators.transports import KafkaTransport
-from tests.conftest import unavailable
-from tests.helpers import wait_for
+from tests.helpers import unavailable, wait_for
 from tests.kafka_helpers import refusal_reported
 from tests.tls_helpers import ThrowawayCa
 

@@ -10,8 +10,8 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from citykpi.settings import Settings
-from kpi.catalog import load_catalog
+from base.settings import Settings
+from catalog import load_catalog
 from kpi.indicators import sensor_value
 from registry.tree import UnknownAdminUnit
 from tests.helpers import BACKENDS

@@ -7,8 +7,8 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from citykpi.db import connect
-from citykpi.settings import Settings
+from base.db import connect
+from base.settings import Settings
 from kpi.live import LiveCoverageCollector, live_coverage
 from tests.helpers import BACKENDS
 from tests.kpi_builders import beats, device, local, materialise, point, unit

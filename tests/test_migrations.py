@@ -1,8 +1,8 @@
 import psycopg
 import pytest
 
-from citykpi.db import connect, timescaledb_in_use
-from citykpi.migrations import discover, migrate
+from base.db import connect, timescaledb_in_use
+from citykpi.schema import discover, migrate
 from tests.helpers import BACKENDS
 
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from citykpi.settings import Settings
+from base.settings import Settings
 from ingest.service import MqttIngest
 from simulators.mqtt_publisher import MqttPublisher
 from tests.helpers import wait_for

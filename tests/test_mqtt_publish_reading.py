@@ -2,7 +2,6 @@
 `Properties` for it; whatever it reads must be exactly what paho reads, and anything else must go to paho.
 Differential, over generated packets, against paho's own `_handle_publish`."""
 
-from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from hypothesis import given, settings
@@ -11,7 +10,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.decode import Limits, decode_message
+from ingest.decode import DecodeStage, Limits
 from ingest.handoff import Handoff
 from ingest.mqtt.source import MqttSource, _Client
 
@@ -78,7 +77,7 @@ def test_a_publish_with_properties_or_qos_2_is_left_to_paho() -> None:
 def test_a_topic_that_is_not_utf8_is_dead_lettered_as_a_device_mismatch_not_a_dead_network_thread() -> None:
     source = MqttSource("mqtt://127.0.0.1:1", client_id="ours")
     handoff = Handoff(10)
-    source._handoff = handoff
+    source._handoff, source._decode = handoff, DecodeStage(Limits())
     source._accepting.set()
     topic = b"devices/cam-\xff/heartbeat"
     body = b'{"device_id": "cam-1", "kind": "cctv", "ts": "2026-01-01T00:00:00Z"}'
@@ -87,11 +86,8 @@ def test_a_topic_that_is_not_utf8_is_dead_lettered_as_a_device_mismatch_not_a_de
     source._client._handle_publish()
     source._client.after_read()
     [message] = handoff.take(10, first_wait_s=0, max_wait_s=0, idle_s=0)
-    decoded = decode_message(message.payload, received_at=datetime(2026, 1, 1, tzinfo=UTC),
-                             expected_device_id=message.expected_device_id, allow_array=message.allow_array,
-                             limits=Limits())
     assert message.origin == "devices/cam-\ufffd/heartbeat"
-    assert [rejection.reason for rejection in decoded.rejected] == ["device_mismatch"]
+    assert [rejection.reason for rejection in message.decoded.rejected] == ["device_mismatch"]
 
 
 def test_messages_go_straight_to_on_message_unless_a_per_topic_callback_is_registered() -> None:

@@ -13,17 +13,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from citykpi.services.mqtt_broker import LocalMqttBroker, TlsListener, find_mosquitto
-from citykpi.settings import Settings
-from ingest.mqtt.tls import MqttTls
+from base.brokers.mqtt import MqttTls
+from base.settings import Settings
+from devstack.ingest_process import IngestProcess
+from devstack.mqtt_broker import LocalMqttBroker, TlsListener, find_mosquitto
 from ingest.service import MqttIngest
 from registry.broker_accounts import mosquitto_hash
 from simulators.mqtt_publisher import MqttPublisher
 from simulators.stream import Outgoing
 from simulators.transports import MqttTransport
-from tests.conftest import IN_CI
-from tests.helpers import wait_for
-from tests.ingest_process import IngestProcess
+from tests.helpers import missing, wait_for
 from tests.tls_helpers import Issued, ThrowawayCa
 
 PASSWORD = "ingest-secret-over-tls"
@@ -39,9 +38,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 def _broker(pki: dict, workdir: Path, *, require_certificate: bool) -> LocalMqttBroker:
     if find_mosquitto() is None:
-        if IN_CI:
-            pytest.fail("mosquitto is not installed (apt-get install mosquitto)", pytrace=False)
-        pytest.skip("mosquitto is not installed; the amqtt fallback has no TLS listener here")
+        missing("mosquitto is not installed (apt-get install mosquitto); the amqtt fallback has no TLS listener")
     server: Issued = pki["server"]
     (workdir / "passwd").write_text(f"citykpi-ingest:{mosquitto_hash(PASSWORD)}\n"
                                     f"citykpi-simulator:{mosquitto_hash(PASSWORD)}\n")

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
-from citykpi.services.ports import free_loopback_port, port_accepts
+from devstack.ports import free_loopback_port, port_accepts
 from tests.helpers import wait_for
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"

@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 import pytest
 
-from citykpi.db import connect, timescaledb_in_use
-from citykpi.settings import Settings
-from kpi.catalog import load_catalog
+from base.db import connect, timescaledb_in_use
+from base.settings import Settings
+from catalog import load_catalog
 from kpi.coverage import rollup_plan
 from kpi.indicators import sensor_value
 from kpi.point_rollups import PointRollupRefresher, refresh
@@ -160,7 +160,7 @@ def test_a_period_ending_now_reads_its_last_day_live(db: psycopg.Connection) -> 
 def test_serve_refreshes_in_the_background_and_reports_it(database_url: str, db: psycopg.Connection) -> None:
     from fastapi.testclient import TestClient
 
-    from kpi.api import create_app
+    from web.app import create_app
 
     _month_of_cameras(db)
     settings = Settings(database_url=database_url, point_rollup_refresh_s=0.2)

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from base.time import parse_instant
 from registry.points import KeyPoint, parse_points
-from registry.validation import RegistryFileError, parse_instant
+from registry.validation import RegistryFileError
 from tests.registry_files import ZONE
 
 # As QGIS 3 writes a layer with "Export > Save Features As… > GeoJSON": a name, a CRS, integer fields as

@@ -40,7 +40,7 @@ def test_points_of_hoang_sa_and_truong_sa_are_inside_the_default_box(tmp_path: P
 
 
 def test_a_narrower_box_is_configurable(tmp_path: Path) -> None:
-    from registry.validation import Bounds
+    from base.vocabulary import Bounds
 
     path = write(tmp_path, "points.csv", HEADER + "AIR-HS,Đảo Hoàng Sa,air_hotspot,540,16.53,111.61,2025-01-01,\n")
     with pytest.raises(RegistryFileError) as raised:

@@ -11,13 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-import pytest
 
-from citykpi.services.ports import free_loopback_port, port_accepts
-from kpi.catalog import load_catalog
-from kpi.forms.store import store_submission
-from kpi.forms.submission import parse_submission
-from tests.helpers import wait_for
+from catalog import load_catalog
+from devstack.ports import free_loopback_port, port_accepts
+from forms.store import store_submission
+from forms.submission import parse_submission
+from tests.helpers import missing, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("CITYKPI_TEST_ARTIFACTS", ROOT / "test-artifacts"))
@@ -26,9 +25,7 @@ ARTIFACTS = Path(os.environ.get("CITYKPI_TEST_ARTIFACTS", ROOT / "test-artifacts
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium is not installed (Debian package chromium)", pytrace=False)
-        pytest.skip("chromium is not installed (Debian package chromium)")
+        missing("chromium is not installed (Debian package chromium)")
     return found
 
 

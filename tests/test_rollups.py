@@ -7,9 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 import pytest
 
-from citykpi.db import connect
-from citykpi.migrations import migrate
-from citykpi.settings import Settings
+from base import migrations
+from base.db import connect
+from base.settings import Settings
+from citykpi.schema import SCHEMAS, migrate
+from ingest.decode import DecodeStage, Limits
 from ingest.message import Message
 from ingest.sink.writer import HeartbeatSink
 from kpi.indicators import sensor_value
@@ -98,7 +100,9 @@ def test_concurrent_writers_of_one_day_lose_no_up_hour(database_url: str) -> Non
 
 def _late_message(device_id: str, ts: datetime, received_at: datetime) -> Message:
     payload = json.dumps({"device_id": device_id, "kind": "cctv", "ts": ts.isoformat()}).encode()
-    return Message("mqtt", f"devices/{device_id}/heartbeat", payload, received_at, device_id, False, lambda: None)
+    return DecodeStage(Limits()).message(source="mqtt", origin=f"devices/{device_id}/heartbeat", payload=payload,
+                                         received_at=received_at, expected_device_id=device_id, allow_array=False,
+                                         acknowledge=lambda: None)
 
 
 def test_a_heartbeat_two_days_late_through_the_sink_changes_its_hour_its_day_and_the_kpi(
@@ -175,15 +179,12 @@ def test_migration_buckets_by_the_configured_zone(empty_database_url: str) -> No
     assert daily == datetime(2026, 10, 31, 18, 30, tzinfo=UTC)
 
 
-def test_migration_rolls_up_heartbeats_stored_before_it(backend: str, empty_database_url: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migration_rolls_up_heartbeats_stored_before_it(backend: str, empty_database_url: str) -> None:
     with connect(empty_database_url) as conn:
-        monkeypatch.setattr("citykpi.migrations.PACKAGES", ("registry", "ingest"))
-        migrate(conn)
+        migrations.migrate(conn, SCHEMAS[:2])                          # registry and ingest only
         beats(conn, "cam-1", hours(DAY, 3, 4) + [local(DAY, 4, 45)])
         recent = datetime.now(UTC) - timedelta(days=1)
         beats(conn, "cam-2", [recent])                                  # recent: inside the refresh policies
-        monkeypatch.undo()
         assert [(m.package, m.name) for m in migrate(conn) if "rollups" in m.name] == [
             ("kpi", "001_rollups.sql"), ("kpi", "030_point_rollups.sql")]
         assert _daily(conn, "cam-1") == [("2026-11-01 00:00", 2, 3, 3)]

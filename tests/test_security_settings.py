@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from citykpi.settings import Settings
-from ingest.kafka.security import KafkaSecurity
+from base.brokers.kafka import KafkaSecurity
+from base.settings import Settings
 
 
 def _error(**values: object) -> str:

@@ -78,7 +78,7 @@ def _heartbeats_in(messages: list) -> int:
 def _backfill_through_ingest(database_url: str, mqtt_broker, fleet, start: datetime, end: datetime, seed: int):
     """Send the fleet's messages over MQTT to a running `citykpi ingest`; return its totals once every
     message is written and it has stopped, and the simulator's report."""
-    from citykpi.settings import Settings
+    from base.settings import Settings
     from ingest.service import MqttIngest
 
     settings = Settings(database_url=database_url, mqtt_url=mqtt_broker.url,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from ingest.decode import DecodeStage, Limits
 from ingest.message import Message
 from ingest.sink import HeartbeatSink
 from tests.helpers import BACKENDS
@@ -23,9 +24,10 @@ class Acknowledgements:
         self.origins: list[str] = []
 
     def message(self, origin: str, body: dict | list) -> Message:
-        return Message(source="mqtt", origin=origin, payload=json.dumps(body).encode(),
-                       received_at=datetime.now(UTC), expected_device_id=None, allow_array=isinstance(body, list),
-                       acknowledge=lambda: self.origins.append(origin))
+        return DecodeStage(Limits()).message(
+            source="mqtt", origin=origin, payload=json.dumps(body).encode(), received_at=datetime.now(UTC),
+            expected_device_id=None, allow_array=isinstance(body, list),
+            acknowledge=lambda: self.origins.append(origin))
 
 
 def _heartbeat(device_id: str, minutes_ago: int, **fields: object) -> dict:

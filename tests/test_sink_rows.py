@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from ingest.decode import Limits, decode_message
-from ingest.message import Message
+from ingest.decode import DecodeStage, Limits
 from ingest.sink import HeartbeatSink
 
 AWKWARD_NAMES = {"tab\there": 1, "new\nline": 2, "back\\slash": 3, 'quote"d': 4, "pm2,5 µg/m³ ở Quy Nhơn": 5.5,
@@ -22,16 +21,15 @@ def test_awkward_names_and_numbers_are_stored_as_decoded(database_url: str, db: 
             "status": "degraded", "checks": {"ok\t1": True, "ok\\2": False},
             "metrics": AWKWARD_NUMBERS, "measurements": AWKWARD_NAMES}
     raw = json.dumps(body, ensure_ascii=False).encode()
-    decoded = decode_message(raw, received_at=received, expected_device_id="air-1", allow_array=False,
-                             limits=Limits())
     acknowledged = []
+    message = DecodeStage(Limits()).message(source="kafka", origin="heartbeats/0/7", payload=raw,
+                                            received_at=received, expected_device_id="air-1", allow_array=False,
+                                            acknowledge=lambda: acknowledged.append(True))
     sink = HeartbeatSink(database_url)
-    result = sink.write([Message(source="kafka", origin="heartbeats/0/7", payload=raw, received_at=received,
-                                 expected_device_id="air-1", allow_array=False,
-                                 acknowledge=lambda: acknowledged.append(True))])
+    result = sink.write([message])
     sink.close()
     row = db.execute("SELECT * FROM heartbeats").fetchone()
-    hb = decoded.accepted[0]
+    hb = message.decoded.accepted[0]
     assert (result.stored, acknowledged) == (1, [True])
     assert (row["device_id"], row["kind"], row["status"], row["seq"], row["healthy"]) == (
         "air-1", "air_monitor", "degraded", 2**63 - 1, False)

@@ -1,12 +1,11 @@
 """Throwaway certificate authorities and certificates for the TLS tests, made with the openssl command line."""
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.helpers import missing
 
 # `req -x509` would otherwise add the extensions of the system's openssl.cnf, which differ between machines.
 _CA_CONFIG = """\
@@ -26,10 +25,7 @@ subjectKeyIdentifier = hash
 def _openssl() -> str:
     path = shutil.which("openssl")
     if path is None:
-        message = "the openssl command is needed to make the test certificates (Debian: apt-get install openssl)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing("the openssl command is needed to make the test certificates (Debian: apt-get install openssl)")
     return path
 
 

@@ -26,11 +26,11 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import TopicPartition
 
+from base.brokers.kafka import KafkaSecurity, connection_problem
 from ingest import metrics
-from ingest.decode import Limits, decode_message
+from ingest.decode import DecodeStage
 from ingest.handoff import Handoff
 from ingest.kafka.offsets import OffsetTracker
-from ingest.kafka.security import KafkaSecurity, connection_problem
 from ingest.message import Message
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,7 @@ class KafkaSource:
     def __init__(self, bootstrap: str, *, topic: str, group_id: str, client_id: str = "citykpi-ingest",
                  max_in_flight: int = 10000, commit_interval_s: float = 1.0, session_timeout_ms: int = 10000,
                  revoke_drain_s: float = 10.0, security: KafkaSecurity | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 decode_with: Limits | None = None) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.group_id = group_id
@@ -68,7 +67,6 @@ class KafkaSource:
         self._client_options = self.security.client_options()
         # Why the last attempt to join failed (a wrong password, say), for /readyz; None once joined.
         self.last_error: str | None = None
-        self.decode_with = decode_with
         # Joining the group once proves nothing later; a metadata round trip every so often does.
         self.probe_interval_s = 5.0
         self._joined = False
@@ -78,14 +76,15 @@ class KafkaSource:
         self.failure: BaseException | None = None
         self._accepting = threading.Event()
         self._handoff: Handoff | None = None
+        self._decode: DecodeStage | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._lag: dict[TopicPartition, int] = {}
         self._unwatch: Callable[[], None] | None = None
 
-    def start(self, deliver_to: Handoff) -> None:
-        self._handoff = deliver_to
+    def start(self, deliver_to: Handoff, decode: DecodeStage) -> None:
+        self._handoff, self._decode = deliver_to, decode
         self._accepting.set()
         started = threading.Event()
         self._thread = threading.Thread(target=self._thread_main, args=(started,), name="citykpi-kafka",
@@ -277,15 +276,13 @@ class KafkaSource:
         # A missing key vouches for no device: "" matches no valid device_id, so the check fails visibly.
         key = record.key.decode("utf-8", "replace") if record.key is not None else ""
         expected_device_id = None if is_array else key
-        # Decoding here, on the consumer's thread, overlaps it with the sink's waits on the database; the
-        # loop is held for a fetch's worth of records (2 000 at most, ~10 µs each).
-        decoded = None if self.decode_with is None else decode_message(
-            value, received_at=received_at, expected_device_id=expected_device_id, allow_array=is_array,
-            limits=self.decode_with)
-        return Message(source="kafka", origin=f"{record.topic}/{record.partition}/{record.offset}",
-                       payload=value, received_at=received_at, expected_device_id=expected_device_id,
-                       allow_array=is_array, acknowledge=acknowledge, gateway_id=key if is_array else None,
-                       decoded=decoded)
+        assert self._decode is not None
+        # Decoded here, on the consumer's thread: the loop is held for a fetch's worth of records (2 000 at
+        # most, ~10 µs each).
+        return self._decode.message(
+            source="kafka", origin=f"{record.topic}/{record.partition}/{record.offset}", payload=value,
+            received_at=received_at, expected_device_id=expected_device_id, allow_array=is_array,
+            acknowledge=acknowledge, gateway_id=key if is_array else None)
 
     async def _commit(self, consumer: AIOKafkaConsumer, only: list[TopicPartition] | None = None) -> None:
         assigned = consumer.assignment()

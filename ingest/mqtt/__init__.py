@@ -1,5 +1,5 @@
 """The MQTT source (paho-mqtt 2.x): QoS 1, persistent session, acknowledgement after commit."""
 
-from ingest.mqtt.source import MqttSource, parse_mqtt_url
+from ingest.mqtt.source import MqttSource
 
-__all__ = ["MqttSource", "parse_mqtt_url"]
+__all__ = ["MqttSource"]

@@ -11,19 +11,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from base.brokers.mqtt import MqttTls, describe_connect_error, parse_mqtt_url
 from ingest import metrics
+from ingest.decode import DecodeStage
 from ingest.handoff import Handoff
 from ingest.message import Message
-from ingest.mqtt.tls import MqttTls, describe_connect_error
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +34,6 @@ _PUBACK = struct.Struct("!BBH")
 _NO_PROPERTIES = Properties(PacketTypes.PUBLISH)
 # How long the broker keeps our session (subscriptions and unacknowledged messages) while we are away.
 SESSION_EXPIRY_S = 7 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-
-
-def parse_mqtt_url(url: str) -> BrokerAddress:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"CITYKPI_MQTT_URL {url!r}: expected mqtt://host:port or mqtts://host:port")
-    tls = parts.scheme == "mqtts"
-    return BrokerAddress(parts.hostname, parts.port or (8883 if tls else 1883), tls)
 
 
 class _ReadAhead:
@@ -214,6 +198,7 @@ class MqttSource:
         self._connection = 0
         self._connects = 0
         self._handoff: Handoff | None = None
+        self._decode: DecodeStage | None = None
         # Messages of the socket read being handled, on paho's thread; handed over at the read's end.
         self._arrived: list[Message] = []
         # (packet id, QoS, connection) of stored messages, until the batch's acknowledgements are flushed.
@@ -248,8 +233,8 @@ class MqttSource:
         # Workers in one share group split the messages; the broker still delivers them on their own topics.
         return [f"$share/{self.shared_group}/{t}" for t in topics] if self.shared_group else topics
 
-    def start(self, deliver_to: Handoff) -> None:
-        self._handoff = deliver_to
+    def start(self, deliver_to: Handoff, decode: DecodeStage) -> None:
+        self._handoff, self._decode = deliver_to, decode
         self._accepting.set()
         if self.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)
@@ -321,7 +306,7 @@ class MqttSource:
             log.info("MQTT disconnected")
 
     def _on_message(self, client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        if not self._accepting.is_set() or self._handoff is None:
+        if not self._accepting.is_set() or self._decode is None:
             return
         try:
             topic = msg.topic
@@ -341,7 +326,7 @@ class MqttSource:
                 with self._acks_lock:
                     self._acks.append((mid, qos, connection))
 
-        self._arrived.append(Message(
+        self._arrived.append(self._decode.message(
             source="mqtt", origin=topic, payload=msg.payload, received_at=self.clock(),
             expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge, gateway_id=gateway_id,
             flush=self._flush_acknowledgements))

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 import psycopg
+from psycopg import sql
 
-from citykpi.db import connect, timescaledb_in_use
+from base.db import connect, timescaledb_in_use
 from ingest import metrics
-from ingest.decode import Accepted, Limits, Rejection, decode_message, element_raw
+from ingest.decode import Accepted, Rejection, element_raw
 from ingest.message import Message
 from ingest.sink.errors import Verdict, classify, describe, error_class
 from ingest.sink.rows import stage_copy_data
@@ -78,14 +79,11 @@ ORDER BY device_id, ts, arrival
 ON CONFLICT (device_id, ts) DO NOTHING
 RETURNING source
 """
-# On TimescaleDB no trigger can see a statement's rows on the hypertable, so the sink marks the local days
-# its batch wrote for the point rollups (kpi/migrations/030_point_rollups.sql), in the same transaction; on
-# plain PostgreSQL a trigger does it for every writer.
-_MARK_POINT_ROLLUPS_STALE = """
-SELECT kpi_mark_stale_days(ARRAY(
-    SELECT DISTINCT date_trunc('day', s.ts AT TIME ZONE z.timezone) AT TIME ZONE z.timezone
-    FROM heartbeat_stage s, rollup_config z))
-"""
+# On TimescaleDB no trigger can see a statement's rows on the hypertable, so the sink tells the packages that
+# derive data from heartbeats which hours its batch wrote, in the same transaction: it calls the functions they
+# registered (ingest/migrations/003_batch_hooks.sql). On plain PostgreSQL their triggers see every writer.
+_BATCH_HOOKS = "SELECT function_name FROM heartbeat_batch_hooks ORDER BY function_name"
+_BATCH_HOURS = "(SELECT ARRAY(SELECT DISTINCT date_trunc('hour', ts, 'UTC') FROM heartbeat_stage) AS hours) batch"
 _COPY_DEAD_LETTERS = "COPY dead_letters (received_at, source, origin, reason, detail, raw) FROM STDIN"
 
 
@@ -137,14 +135,13 @@ class HeartbeatSink:
     is raised to the caller with nothing acknowledged.
     """
 
-    def __init__(self, database_url: str, *, limits: Limits | None = None,
-                 stop_event: threading.Event | None = None, max_backoff_s: float = 10.0) -> None:
+    def __init__(self, database_url: str, *, stop_event: threading.Event | None = None,
+                 max_backoff_s: float = 10.0) -> None:
         self.database_url = database_url
-        self.limits = limits or Limits()
         self.stop_event = stop_event or threading.Event()
         self.max_backoff_s = max_backoff_s
         self._conn: psycopg.Connection | None = None
-        self._marks_point_rollups = False
+        self._call_hooks: sql.Composable | None = None
         # Read by /readyz: false from a failed write until the next one succeeds.
         self.database_ok = True
 
@@ -157,7 +154,7 @@ class HeartbeatSink:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.database_url, connect_timeout_s=10)
             self._conn.execute(_CREATE_STAGE)
-            self._marks_point_rollups = timescaledb_in_use(self._conn)
+            self._call_hooks = _hooks_call(self._conn) if timescaledb_in_use(self._conn) else None
             self._conn.commit()
         return self._conn
 
@@ -167,9 +164,7 @@ class HeartbeatSink:
         for source, count in Counter(message.source for message in messages).items():
             metrics.MESSAGES_RECEIVED.labels(source).inc(count)
         for message in messages:
-            decoded = message.decoded or decode_message(
-                message.payload, received_at=message.received_at, expected_device_id=message.expected_device_id,
-                allow_array=message.allow_array, limits=self.limits)
+            decoded = message.decoded
             staged += [_Staged(message, hb, position)
                        for hb, position in zip(decoded.accepted, decoded.positions, strict=True)]
             rejected += [(message, rejection) for rejection in decoded.rejected]
@@ -266,8 +261,8 @@ class HeartbeatSink:
                             refused += 1
                     unknown_by_source.update({r["source"]: r["n"] for r in cur.execute(_COUNT_UNKNOWN_DEVICES)})
                     stored_by_source.update(r["source"] for r in cur.execute(_INSERT_HEARTBEATS).fetchall())
-                    if self._marks_point_rollups and stored_by_source:
-                        cur.execute(_MARK_POINT_ROLLUPS_STALE)
+                    if self._call_hooks is not None and stored_by_source:
+                        cur.execute(self._call_hooks)
                     result.stored = stored_by_source.total()
                     result.unknown_device = unknown_by_source.total()
                     result.duplicates = len(staged) - refused - result.stored
@@ -296,6 +291,15 @@ def _record(staged: list[_Staged], rejected: list[tuple[Message, Rejection]], st
         metrics.DEAD_LETTERS.labels(message.source, rejection.reason).inc()
     metrics.BATCH_ROWS.observe(len(staged))
     metrics.BATCH_WRITE_SECONDS.observe(seconds)
+
+
+def _hooks_call(conn: psycopg.Connection) -> sql.Composable | None:
+    """One statement calling every registered batch hook with the batch's hours; None when none is registered."""
+    names = [r["function_name"] for r in conn.execute(_BATCH_HOOKS)]
+    if not names:
+        return None
+    calls = sql.SQL(", ").join(sql.SQL("{}(batch.hours)").format(sql.Identifier(name)) for name in names)
+    return sql.SQL("SELECT {} FROM {}").format(calls, sql.SQL(_BATCH_HOURS))
 
 
 def _not_bound(hb: Accepted, row: dict) -> str:

@@ -1,1 +1,0 @@
-"""The report page officials open: server-rendered HTML, no build step, charts as inline SVG."""

@@ -1,0 +1,1 @@
+"""The pages officials open: server-rendered HTML, no build step, charts as inline SVG."""

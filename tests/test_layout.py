@@ -68,9 +68,9 @@ def test_a_production_install_brings_no_development_stack() -> None:
 @pytest.mark.parametrize("package", PACKAGES)
 def test_a_packages_readme_says_what_it_may_import(package: str) -> None:
     readme = (ROOT / package / "README.md").read_text(encoding="utf-8")
-    line = re.search(r"^\*\*May import:\*\* (.*)$", readme, flags=re.M)
-    assert line is not None, f"{package}/README.md has no '**May import:** …' line"
-    named = set(re.findall(r"`(\w+)/`", line.group(1)))
+    said = re.search(r"^\*\*May import:\*\* (.*?)(?=\n\*\*|\n\n)", readme, flags=re.M | re.S)
+    assert said is not None, f"{package}/README.md does not say '**May import:** …'"
+    named = set(re.findall(r"`(\w+)/`", said.group(1)))
     assert named == MAY_IMPORT[package]
 
 

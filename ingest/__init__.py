@@ -1,1 +1,1 @@
-"""Heartbeat ingestion: broker sources, message decoding, the batching database sink and dead letters."""
+"""Heartbeat ingestion: broker sources, one decode stage, the batching database sink and dead letters."""

@@ -1,1 +1,2 @@
-"""Indicator catalog, coverage computation, form submissions and the KPI API."""
+"""The coverage engine: the six sensor indicators from heartbeats and the registry — rollups, point rollups,
+values, evidence point by point, live coverage, exports."""

@@ -1,5 +1,5 @@
 """Form submissions and the full report over HTTP. Reads are open unless CITYKPI_API_PUBLIC_READS=false
-(kpi/read_access.py); every write needs an agency's token, is limited in size, and is recorded in the audit log
+(web/read_access.py); every write needs an agency's token, is limited in size, and is recorded in the audit log
 whatever its outcome."""
 
 import tempfile

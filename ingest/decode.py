@@ -9,17 +9,15 @@ and makes the `Message` a source hands to the sink.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 import orjson
 from pydantic import ValidationError
 
-from base.vocabulary import DeviceKind
 from ingest.fastpath import accept
-from ingest.message import Acknowledge, Message
-from ingest.schema import Heartbeat, Status
+from ingest.message import Accepted, Acknowledge, Decoded, Message, Rejection
+from ingest.schema import Heartbeat
 
 
 @dataclass(frozen=True)
@@ -28,44 +26,6 @@ class Limits:
     max_gateway_heartbeats: int = 1000
     future_tolerance: timedelta = timedelta(minutes=5)
     lateness_window: timedelta = timedelta(days=7)
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why (a part of) a message was refused; `reason` is a short stable code, `detail` is for a person."""
-
-    reason: str
-    detail: str
-    raw: bytes
-
-
-class Accepted(NamedTuple):
-    """An accepted heartbeat's values: what the model holds, plus its `healthy` verdict. A tuple, not the
-    model itself, because building a pydantic instance costs more than deciding validity on the hot path."""
-
-    device_id: str
-    kind: DeviceKind
-    ts: datetime
-    seq: int | None
-    status: Status
-    checks: dict[str, bool] | None
-    metrics: dict[str, int | float] | None
-    measurements: dict[str, int | float] | None
-    healthy: bool
-
-    @classmethod
-    def of(cls, heartbeat: Heartbeat) -> "Accepted":
-        return cls(heartbeat.device_id, heartbeat.kind, heartbeat.ts, heartbeat.seq, heartbeat.status,
-                   heartbeat.checks, heartbeat.metrics, heartbeat.measurements, heartbeat.healthy)
-
-
-@dataclass(frozen=True)
-class Decoded:
-    accepted: list[Accepted]
-    rejected: list[Rejection]
-    # Where each accepted heartbeat stands in a gateway's array (0 for a single object): a check made later,
-    # against the registry, can then dead-letter that element's bytes alone (`element_raw`).
-    positions: list[int] = field(default_factory=list)
 
 
 class DecodeStage:

@@ -1,13 +1,52 @@
-"""The one event type that flows from the decode stage to the sink."""
+"""What flows from the decode stage to the sink: a `Message` as received, and what decoding made of it."""
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    from ingest.decode import Decoded
+from base.vocabulary import DeviceKind
+from ingest.schema import Heartbeat, Status
 
 Acknowledge = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why (a part of) a message was refused; `reason` is a short stable code, `detail` is for a person."""
+
+    reason: str
+    detail: str
+    raw: bytes
+
+
+class Accepted(NamedTuple):
+    """An accepted heartbeat's values: what the model holds, plus its `healthy` verdict. A tuple, not the
+    model itself, because building a pydantic instance costs more than deciding validity on the hot path."""
+
+    device_id: str
+    kind: DeviceKind
+    ts: datetime
+    seq: int | None
+    status: Status
+    checks: dict[str, bool] | None
+    metrics: dict[str, int | float] | None
+    measurements: dict[str, int | float] | None
+    healthy: bool
+
+    @classmethod
+    def of(cls, heartbeat: Heartbeat) -> "Accepted":
+        return cls(heartbeat.device_id, heartbeat.kind, heartbeat.ts, heartbeat.seq, heartbeat.status,
+                   heartbeat.checks, heartbeat.metrics, heartbeat.measurements, heartbeat.healthy)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    accepted: list[Accepted]
+    rejected: list[Rejection]
+    # Where each accepted heartbeat stands in a gateway's array (0 for a single object): a check made later,
+    # against the registry, can then dead-letter that element's bytes alone (`element_raw`).
+    positions: list[int] = field(default_factory=list)
 
 
 # Immutable, as it crosses threads; a NamedTuple rather than a frozen dataclass, whose __init__ costs four
@@ -31,6 +70,6 @@ class Message(NamedTuple):
     expected_device_id: str | None
     allow_array: bool
     acknowledge: Acknowledge
-    decoded: "Decoded"
+    decoded: Decoded
     gateway_id: str | None = None
     flush: Acknowledge | None = None

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.decode import Decoded, Limits, decode_message, decode_message_reference
+from ingest.decode import Limits, decode_message, decode_message_reference
 from ingest.fastpath import accept
+from ingest.message import Decoded
 from tests.heartbeat_examples import EXAMPLES, RECEIVED
 
 

@@ -3,9 +3,8 @@
 import threading
 from datetime import UTC, datetime
 
-from ingest.decode import Decoded
 from ingest.handoff import Handoff
-from ingest.message import Message
+from ingest.message import Decoded, Message
 from tests.helpers import wait_for
 
 NOTHING = Decoded([], [])

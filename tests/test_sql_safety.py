@@ -2,10 +2,9 @@
 composition, or a parameter list. Checked on the syntax tree of every module, tests and benchmarks included."""
 
 import ast
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("citykpi", "registry", "ingest", "kpi", "simulators", "tests", "bench")
+from tests.layout import PACKAGES, ROOT, TOOLS
+
 SQL_CALLS = {"execute", "executemany", "copy", "stream"}
 
 
@@ -23,7 +22,7 @@ def _formatted(node: ast.expr) -> bool:
 
 def _offenders() -> list[str]:
     found = []
-    for package in PACKAGES:
+    for package in (*PACKAGES, *TOOLS):
         for path in sorted((ROOT / package).rglob("*.py")):
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
             for node in ast.walk(tree):

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ingest.decode import Accepted
+from ingest.message import Accepted
 
 NULL = "\\N"
 

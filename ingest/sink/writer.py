@@ -21,8 +21,8 @@ from psycopg import sql
 
 from base.db import connect, timescaledb_in_use
 from ingest import metrics
-from ingest.decode import Accepted, Rejection, element_raw
-from ingest.message import Message
+from ingest.decode import element_raw
+from ingest.message import Accepted, Message, Rejection
 from ingest.sink.errors import Verdict, classify, describe, error_class
 from ingest.sink.rows import stage_copy_data
 

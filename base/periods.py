@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 _PATTERN = re.compile(r"^(\d{4})(?:-Q([1-4])|-(0[1-9]|1[0-2]))?$")
-# Reports look back (the previous period, a trend over five) and a period ends on the day after it: both must
-# stay inside the calendar the date type knows (years 1 to 9999).
+# A period ends on the day after it, which must stay inside the calendar the date type knows (years 1 to 9999);
+# a report of the first year has no previous period.
 MIN_YEAR, MAX_YEAR = 1900, 9998
 
 
@@ -21,9 +21,11 @@ class Period:
     def last_day(self) -> date:
         return self.end - timedelta(days=1)
 
-    def previous(self) -> "Period":
-        """The period of the same length just before, for 'change against the previous period'."""
-        return parse_period(_previous_label(self.label))
+    def previous(self) -> "Period | None":
+        """The period of the same length just before, for 'change against the previous period'; None for the
+        first periods of MIN_YEAR, which have none."""
+        label = _previous_label(self.label)
+        return parse_period(label) if int(label[:4]) >= MIN_YEAR else None
 
 
 def parse_period(text: str) -> Period:

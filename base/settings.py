@@ -3,12 +3,16 @@
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from base.vocabulary import DEFAULT_HEARTBEAT_INTERVAL_S, DEVICE_KINDS, Bounds
+
+# What deploy/.env.example writes for every secret: a service that finds it refuses to start.
+EXAMPLE_SECRET = "change-me"
 
 
 class Settings(BaseSettings):
@@ -65,25 +69,53 @@ class Settings(BaseSettings):
         timedelta(minutes=5), description="heartbeats further ahead of the receive time are rejected")
     max_message_bytes: int = Field(65536, ge=1024, description="largest accepted heartbeat message")
     batch_max_rows: int = Field(5000, ge=1, description="rows per database transaction at most")
+    dead_letter_max_raw_bytes: int = Field(
+        4096, ge=64, description="bytes of a rejected message kept in its dead letter (its detail says when cut)")
+    dead_letter_rate_per_minute: int = Field(
+        120, ge=1, description="dead letters stored a minute from one device, gateway or Kafka key; the rest are "
+        "counted (citykpi_ingest_dead_letters_suppressed_total), not stored")
+    dead_letter_retention: timedelta = Field(
+        timedelta(days=90), description="dead letters older than this are deleted by `citykpi ingest`, hourly")
     batch_max_wait_s: float = Field(0.2, gt=0, description="longest a received message waits to be written")
     registry_bounds: str = Field(
         "6.0,24.0,102.0,118.0", description="lat_min,lat_max,lon_min,lon_max every key point must lie in "
         "(default: Vietnam with Hoàng Sa and Trường Sa)")
     batch_idle_s: float = Field(
         0.02, gt=0, description="a batch is written once no message arrived for this long (or at the limits above)")
+    queue_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024 * 1024,
+        description="bytes of messages waiting between the sources and the sink, at most (with CITYKPI_QUEUE_MAX)")
     queue_max: int = Field(20000, ge=1, description="messages waiting between the sources and the sink, at most"
                                                     " (a source's read is admitted whole while there are fewer)")
     retry_max_backoff_s: float = Field(
         10.0, gt=0, description="longest pause between retries of a database write that failed for now")
     shutdown_timeout_s: float = Field(
         30.0, gt=0, description="on SIGTERM, longest time to write and acknowledge what was received")
-    metrics_host: str = Field("0.0.0.0", description="address of the /metrics, /healthz, /readyz endpoint")
+    metrics_host: str = Field(
+        "127.0.0.1", description="address of the /metrics, /healthz, /readyz endpoint (0.0.0.0: every interface, "
+        "as in a container that Prometheus scrapes over its network)")
     metrics_port: int = Field(
         9464, ge=0, le=65535, description="port of /metrics, /healthz and /readyz; 0 turns them off")
     point_rollup_refresh_s: float = Field(
         60.0, ge=0, description="`citykpi serve` refreshes the point rollups this often (0: never; then run "
         "`citykpi kpi refresh`); until then readers compute stale days per device, exact but slower")
     api_max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="largest request body the API accepts")
+    api_body_timeout_s: float = Field(
+        30.0, gt=0, description="a submission's body must have arrived this long after its request did (else 408)")
+    api_max_concurrent_uploads: int = Field(
+        4, ge=1, description="submissions read and checked at once; one more is answered 429 (memory stays bounded)")
+    api_trusted_proxies: str = Field(
+        "", description="comma-separated addresses of reverse proxies whose X-Forwarded-For names the client; "
+        "empty: the peer's own address is recorded, whatever the header says")
+    submission_max_inflated_bytes: int = Field(
+        20 * 1024 * 1024, ge=64 * 1024,
+        description="an .xlsx submission's parts once decompressed, at most (a decompression bomb is refused)")
+    submission_max_rows: int = Field(
+        1000, ge=10, description="rows of a submitted sheet or CSV, values of a JSON submission, at most")
+    submission_max_problems: int = Field(
+        100, ge=1, description="problems a refused submission lists; the rest are counted")
+    submission_max_seconds: float = Field(
+        10.0, gt=0, description="time to read and check one submission, at most")
     api_public_reads: bool = Field(
         True, description="false: every read of the API and its pages needs a valid agency token (Bearer)")
     heartbeat_interval_s: dict[str, int] = Field(
@@ -115,6 +147,17 @@ class Settings(BaseSettings):
             raise ValueError("needs CITYKPI_MQTT_CERT_FILE, the certificate this key belongs to")
         if info.field_name == "kafka_ca_file" and info.data.get("kafka_security_protocol") not in ("SSL", "SASL_SSL"):
             raise ValueError("is only used over TLS: CITYKPI_KAFKA_SECURITY_PROTOCOL must be SSL or SASL_SSL")
+        return value
+
+    @field_validator("database_url", "mqtt_password", "kafka_password")
+    @classmethod
+    def _not_the_example_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        secret = value.get_secret_value() if value is not None else ""
+        if "://" in secret:  # a URL: its password
+            secret = urlsplit(secret).password or ""
+        if secret.startswith(EXAMPLE_SECRET):
+            raise ValueError(f"still the example secret ({EXAMPLE_SECRET}…) of deploy/.env.example; give it one "
+                             "of its own (deploy/README.md, Security)")
         return value
 
     @field_validator("kafka_password")

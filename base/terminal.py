@@ -45,3 +45,9 @@ def emit(command: str, made: str | bytes, out: str | None) -> int:
     else:
         sys.stdout.write(made)
     return 0
+
+
+def visible(text: str) -> str:
+    """`text` with its control characters escaped (`\\n`, `\\x1b`): printed as data, not as commands to the
+    terminal or forged lines."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)

@@ -41,9 +41,12 @@ CATEGORY_SERVED_BY = {
 # The other way round, in the order of CATEGORIES.
 KIND_SERVING = {category: kind for kind, category in CATEGORY_SERVED_BY.items()}
 
-# Ids of points, devices, gateways and units.
-ID_CHARACTERS = r"[A-Za-z0-9._:-]{1,64}"
+# Ids of points, devices, gateways and units (DESIGN.md). A device or gateway id is also a broker account's name,
+# so no ':' (Mosquitto's password file separates name and hash with it) and none starting with RESERVED_PREFIX,
+# which the service's own accounts use.
+ID_CHARACTERS = r"[A-Za-z0-9._-]{1,64}"
 ID_PATTERN = re.compile(ID_CHARACTERS)  # use with fullmatch
+RESERVED_PREFIX = "citykpi-"
 
 
 @dataclass(frozen=True)

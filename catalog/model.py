@@ -94,6 +94,11 @@ class Input(_Model):
         description="Place in the formula: numerator, denominator, flag (yes/no) or level_N (survey answers "
         "scored N).",
     )
+    maximum: int | None = Field(
+        default=None, ge=1, le=10**12,
+        description="The most a province can count (a count: required; a flag: none). Far above any real "
+        "figure: it catches extra digits typed by mistake, and keeps every figure and report computable.",
+    )
 
 
 class SensorSpec(_Model):
@@ -248,6 +253,9 @@ def _input_problems(at: str, inputs: list[Mapping[str, Any]]) -> list[tuple[str,
         if len(inputs) > 1:
             problems.append((f"{at}.inputs", "a flag input must be the only input"))
         return problems
+    for k, item in enumerate(inputs):
+        if item.get("maximum") is None:
+            problems.append((f"{at}.inputs[{k}].maximum", "required for a count"))
     if roles.count("denominator") != 1:
         problems.append((f"{at}.inputs", "needs exactly one input with role 'denominator'"))
     if not any(isinstance(role, str) and role != "denominator" for role in roles):

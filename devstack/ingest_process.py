@@ -65,12 +65,15 @@ class IngestProcess:
         return self._get("/healthz")[0]
 
     def metric(self, name: str, labels: str = "") -> float | None:
-        """One sample from /metrics, e.g. metric('citykpi_ingest_heartbeats_duplicate_total', 'source="mqtt"')."""
+        """One sample from /metrics, e.g. metric('citykpi_ingest_heartbeats_duplicate_total', 'source="mqtt"');
+        the labels in any order."""
         _, text = self._get("/metrics")
-        wanted = f"{name}{{{labels}}}" if labels else name
+        wanted = set(labels.split(",")) if labels else set()
         for line in text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.rsplit(" ", 1)[1])
+            sample, _, value = line.rpartition(" ")
+            sample_name, _, sample_labels = sample.partition("{")
+            if sample_name == name and set(filter(None, sample_labels.rstrip("}").split(","))) == wanted:
+                return float(value)
         return None
 
     def cpu_seconds(self) -> float:

@@ -1,6 +1,7 @@
 """Which agency a file speaks for, across the 2025 reorganisation."""
 
 import unicodedata
+from datetime import date
 
 from base.periods import Period
 from catalog import Agency, Catalog
@@ -23,6 +24,15 @@ def in_force_for(catalog: Catalog, agency: Agency, period: Period) -> list[Agenc
     "Sở Y tế" for 2026 means Sở Y tế tỉnh Gia Lai: the name people still use resolves to the body that
     took over its duties.
     """
+    return _in_force(catalog, agency, period.start, period.last_day)
+
+
+def in_force_on(catalog: Catalog, agency: Agency, day: date) -> list[Agency]:
+    """`in_force_for` a single day: who the agency is on `day` (a token made today belongs to that body)."""
+    return _in_force(catalog, agency, day, day)
+
+
+def _in_force(catalog: Catalog, agency: Agency, first: date, last: date) -> list[Agency]:
     found: list[Agency] = []
     pending, seen = [agency], set()
     while pending:
@@ -30,9 +40,9 @@ def in_force_for(catalog: Catalog, agency: Agency, period: Period) -> list[Agenc
         if current.id in seen:
             continue
         seen.add(current.id)
-        if current.in_force(period.start) or current.in_force(period.last_day):
+        if current.in_force(first) or current.in_force(last):
             found.append(current)
-        elif current.valid_to is not None and current.valid_to <= period.start:
+        elif current.valid_to is not None and current.valid_to <= first:
             pending.extend(a for a in (catalog.agency(s) for s in current.successors) if a is not None)
     return found
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from base.periods import period_argument
 from base.settings import load_settings
-from base.terminal import emit
+from base.terminal import emit, visible
 from catalog import CATALOG_HELP
+from forms.provenance import file_name, printable
 
 
 def _template(args: argparse.Namespace) -> int:
@@ -40,7 +41,7 @@ def _submit(args: argparse.Namespace) -> int:
     from base.db import connect
     from catalog import load_catalog
     from forms.store import store_submission
-    from forms.submission import SubmissionError, parse_submission
+    from forms.submission import SubmissionError, SubmissionLimits, parse_submission
 
     settings = load_settings()
     catalog = load_catalog(args.catalog)
@@ -49,18 +50,28 @@ def _submit(args: argparse.Namespace) -> int:
         print(f"{path}: no such file", file=sys.stderr)
         return 1
     try:
-        submission = parse_submission(path, catalog)
+        submission = parse_submission(path, catalog, SubmissionLimits.from_settings(settings))
+        with connect(settings.require_database_url()) as conn:
+            result = store_submission(conn, submission, catalog_id=catalog.id, file_name=file_name(path.name),
+                                      content=path.read_bytes(), submitted_by=args.by, channel="cli",
+                                      now=datetime.now(UTC))
     except SubmissionError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(visible(problem), file=sys.stderr)
         print(f"{path}: {len(exc.problems)} problem(s), nothing stored", file=sys.stderr)
         return 1
-    with connect(settings.require_database_url()) as conn:
-        result = store_submission(conn, submission, catalog_id=catalog.id, file_name=path.name,
-                                  content=path.read_bytes(), submitted_by=args.by, channel="cli",
-                                  now=datetime.now(UTC))
+    except ValueError as exc:  # a file name that is not printable text
+        print(f"{path}: {exc}; rename the file", file=sys.stderr)
+        return 1
     print(f"{path}: {result}")
     return 0
+
+
+def _submitter(text: str) -> str:
+    try:
+        return printable(text, "--by")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -77,10 +88,12 @@ def _history(args: argparse.Namespace) -> int:
         return 1
     for r in rows:
         state = f"superseded by #{r['superseded_by']}" if r["superseded_by"] else "current"
-        unit = f" [{r['reporting_unit']}]" if r["reporting_unit"] else ""
+        unit = f" [{visible(r['reporting_unit'])}]" if r["reporting_unit"] else ""
+        # Written by whoever submitted: shown with control characters escaped (rows stored before names were
+        # checked may hold line breaks or terminal escapes).
         print(f"#{r['id']} {r['submitted_at'].isoformat(timespec='seconds')} {r['agency_id']}{unit} by "
-              f"{r['submitted_by']} via {r['channel']}, file {r['file_name']} sha256 {r['sha256'][:16]}… "
-              f"{dict(r['inputs'])} — {state}")
+              f"{visible(r['submitted_by'])} via {r['channel']}, file {visible(r['file_name'])} sha256 "
+              f"{r['sha256'][:16]}… {dict(r['inputs'])} — {state}")
     return 0
 
 
@@ -98,7 +111,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     submit = forms_commands.add_parser("submit", help="check and store a filled-in template (all-or-nothing)")
     submit.add_argument("file")
-    submit.add_argument("--by", default=getpass.getuser(), help="who submits (default: the login name)")
+    submit.add_argument("--by", type=_submitter, default=getpass.getuser(),
+                        help="who submits (default: the login name)")
     submit.add_argument("--catalog", help=CATALOG_HELP)
     submit.set_defaults(func=_submit)
 

@@ -7,7 +7,7 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from forms.submission import Submission
+from forms.submission import Submission, SubmissionError
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,12 @@ class StoreResult:
 
 def store_submission(conn: psycopg.Connection, submission: Submission, *, catalog_id: str, file_name: str,
                      content: bytes, submitted_by: str, channel: str, now: datetime) -> StoreResult:
-    """One transaction. Indicators whose values equal the current submission's are left as they are."""
-    stored, unchanged, superseded = [], [], []
+    """One transaction. Indicators whose values equal the current submission's are left as they are.
+
+    A resubmission replaces the current one whole, so it must give every input that one gave: otherwise
+    SubmissionError names what is missing and nothing is stored (an input left empty, or a cell a spreadsheet
+    tool wrote as NaN, would silently drop a figure from the period)."""
+    stored, unchanged, superseded, incomplete = [], [], [], []
     with conn.transaction():
         file_id = None
         for code, entry in sorted(submission.indicators.items(), key=lambda kv: (len(kv[0]), kv[0])):
@@ -35,6 +39,10 @@ def store_submission(conn: psycopg.Connection, submission: Submission, *, catalo
                 " FOR UPDATE", key).fetchone()
             if current is not None and current["inputs"] == entry.values:
                 unchanged.append(code)
+                continue
+            if current is not None and (lacking := sorted(set(current["inputs"]) - set(entry.values))):
+                incomplete.append(f"indicator {code}: this resubmission lacks {', '.join(lacking)}, which the "
+                                  f"current submission #{current['id']} gives; give every input again")
                 continue
             if file_id is None:
                 file_id = conn.execute(
@@ -53,6 +61,8 @@ def store_submission(conn: psycopg.Connection, submission: Submission, *, catalo
                 conn.execute("UPDATE form_submissions SET superseded_by = %s WHERE id = %s", (new_id, current["id"]))
                 superseded.append(code)
             stored.append(code)
+        if incomplete:
+            raise SubmissionError(incomplete, agency_id=submission.agency_id)
     return StoreResult(stored, unchanged, superseded)
 
 

@@ -15,15 +15,19 @@ from ingest.message import Message
 
 
 class Handoff:
-    """Holds at most `capacity` messages, plus at most one read admitted while it held fewer.
+    """Holds at most `capacity` messages and `capacity_bytes` of payload, plus at most one read admitted while
+    it held less.
 
     A read is taken whole or not at all, so a source never has to remember which part of a read it handed
-    over; the bound is exceeded by less than one read (an MQTT burst of ≤ 501 messages, a Kafka fetch of
-    ≤ 2 000), which keeps memory bounded without splitting.
+    over; the bounds are exceeded by less than one read (an MQTT burst of ≤ 501 messages, a Kafka fetch of
+    ≤ 2 000), which keeps memory bounded without splitting. Bytes as well as messages: ten thousand messages of
+    64 KiB would otherwise be 640 MiB waiting.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, capacity_bytes: int = 64 * 1024 * 1024) -> None:
         self.capacity = capacity
+        self.capacity_bytes = capacity_bytes
+        self._bytes = 0
         self._messages: deque[Message] = deque()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -31,6 +35,9 @@ class Handoff:
 
     def qsize(self) -> int:
         return len(self._messages)
+
+    def _has_room(self) -> bool:
+        return len(self._messages) < self.capacity and self._bytes < self.capacity_bytes
 
     def empty(self) -> bool:
         return not self._messages
@@ -40,9 +47,11 @@ class Handoff:
         there was none in time, and then none of them was taken."""
         if not messages:
             return True
+        size = sum(len(message.payload) for message in messages)
         with self._lock:
-            if not self._room.wait_for(lambda: len(self._messages) < self.capacity, timeout_s):
+            if not self._room.wait_for(self._has_room, timeout_s):
                 return False
+            self._bytes += size
             self._messages.extend(messages)
             self._arrived.notify()
         return True
@@ -56,8 +65,10 @@ class Handoff:
                 return batch
             deadline = time.monotonic() + max_wait_s
             while True:
+                start = len(batch)
                 while self._messages and len(batch) < max_messages:
                     batch.append(self._messages.popleft())
+                self._bytes -= sum(len(message.payload) for message in batch[start:])
                 self._room.notify_all()
                 remaining = deadline - time.monotonic()
                 if len(batch) >= max_messages or remaining <= 0:

@@ -26,6 +26,10 @@ HEARTBEATS_UNKNOWN_DEVICE = Counter(
     ["source"])
 DEAD_LETTERS = Counter(
     "citykpi_ingest_dead_letters_total", "Rejected messages or heartbeats, by reason", ["source", "reason"])
+DEAD_LETTERS_SUPPRESSED = Counter(
+    "citykpi_ingest_dead_letters_suppressed_total",
+    "Rejections over a sender's dead-letter rate (CITYKPI_DEAD_LETTER_RATE_PER_MINUTE): counted, not stored",
+    ["source", "reason"])
 BATCH_ROWS = Histogram(
     "citykpi_ingest_batch_rows", "Heartbeats per database transaction",
     buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000))

@@ -21,14 +21,14 @@ class IngestWorker:
     """
 
     def __init__(self, sink: HeartbeatSink, *, batch_max_rows: int = 5000, batch_max_wait_s: float = 0.2,
-                 batch_idle_s: float = 0.02, queue_max: int = 20000,
+                 batch_idle_s: float = 0.02, queue_max: int = 20000, queue_max_bytes: int = 64 * 1024 * 1024,
                  on_batch: Callable[[BatchResult], None] | None = None) -> None:
         self.sink = sink
         self.batch_max_rows = batch_max_rows
         self.batch_max_wait_s = batch_max_wait_s
         self.batch_idle_s = batch_idle_s
         self.queue_max = queue_max
-        self.queue = Handoff(queue_max)
+        self.queue = Handoff(queue_max, queue_max_bytes)
         self.on_batch = on_batch
         self.totals = BatchResult()
         self.failure: BaseException | None = None

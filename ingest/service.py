@@ -13,6 +13,7 @@ from base.brokers.kafka import KafkaSecurity
 from base.brokers.mqtt import MqttTls, parse_mqtt_url
 from base.db import connect
 from base.settings import Settings
+from ingest.dead_letters import DeadLetterLimit, DeadLetterRetention
 from ingest.decode import DecodeStage, Limits
 from ingest.endpoint import OpsEndpoint
 from ingest.kafka import KafkaSource
@@ -61,8 +62,12 @@ class Ingest:
         self.stop_event = threading.Event()
         self._stopped = False
         self.decode = DecodeStage(limits_from(settings))
-        self.sink = HeartbeatSink(database_url, stop_event=self.stop_event, max_backoff_s=settings.retry_max_backoff_s)
+        self.sink = HeartbeatSink(database_url, stop_event=self.stop_event, max_backoff_s=settings.retry_max_backoff_s,
+                                  dead_letter_limit=DeadLetterLimit(settings.dead_letter_rate_per_minute),
+                                  max_raw_bytes=settings.dead_letter_max_raw_bytes)
+        self.retention = DeadLetterRetention(database_url, settings.dead_letter_retention)
         worker_options.setdefault("queue_max", settings.queue_max)
+        worker_options.setdefault("queue_max_bytes", settings.queue_max_bytes)
         self.worker = IngestWorker(self.sink, batch_max_rows=settings.batch_max_rows,
                                    batch_max_wait_s=settings.batch_max_wait_s, batch_idle_s=settings.batch_idle_s,
                                    **worker_options)
@@ -77,6 +82,7 @@ class Ingest:
 
     def start(self) -> None:
         self.worker.start()
+        self.retention.start()
         for source in self.sources:
             source.start(self.worker.queue, self.decode)
 
@@ -89,6 +95,7 @@ class Ingest:
         drained = self.worker.stop(timeout_s)
         for source in self.sources:
             source.close()
+        self.retention.stop()
         return drained
 
     def failures(self) -> list[str]:

@@ -172,7 +172,8 @@ def _export_mosquitto(args: argparse.Namespace) -> int:
     at = _instant(args.at, settings)
     with connect(settings.require_database_url()) as conn:
         try:
-            result = export_mosquitto(conn, Path(args.out), at=at, rotate=set(args.rotate or ()))
+            result = export_mosquitto(conn, Path(args.out), at=at, rotate=set(args.rotate or ()),
+                                      ingest_accounts=tuple(args.ingest_accounts))
         except ValueError as exc:
             print(f"citykpi registry export mosquitto: {exc}", file=sys.stderr)
             return 1
@@ -227,5 +228,8 @@ def add_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAc
     mosquitto.add_argument("--out", required=True, help="folder for passwd, acl and the new secrets' CSV")
     mosquitto.add_argument("--at", help="devices and gateways of bindings in force at this date (default today)")
     mosquitto.add_argument("--rotate", nargs="+", metavar="ID", help="give these devices or gateways new secrets")
+    mosquitto.add_argument("--ingest-accounts", nargs="+", metavar="NAME", default=["citykpi-ingest"],
+                           help="the accounts of the ingest workers, which read everything (default: citykpi-ingest; "
+                           "one per worker, each starting with citykpi-)")
     mosquitto.set_defaults(func=_export_mosquitto)
     return registry

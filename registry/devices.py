@@ -45,7 +45,7 @@ def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Bindin
     for number, row in read_csv(path, COLUMNS, problems,
                                 optional=("valid_to", "heartbeat_interval_s", GATEWAY_COLUMN)):
         device_id, kind, point_id = row["device_id"], row["kind"], row["point_id"]
-        ok = valid_id(device_id, number, "device_id", problems)
+        ok = valid_id(device_id, number, "device_id", problems, account=True)
         if kind not in DEVICE_KINDS:
             problems.add(number, "kind", f"unknown kind {kind!r}; expected one of {', '.join(DEVICE_KINDS)}")
             ok = False
@@ -58,7 +58,7 @@ def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Bindin
         ok = valid_id(point_id, number, "point_id", problems) and ok
         gateway_id = row[GATEWAY_COLUMN] or None
         if gateway_id is not None:
-            ok = valid_id(gateway_id, number, GATEWAY_COLUMN, problems) and ok
+            ok = valid_id(gateway_id, number, GATEWAY_COLUMN, problems, account=True) and ok
         interval = _interval(row["heartbeat_interval_s"], number, problems)
         if interval == 0:
             ok = False

@@ -12,7 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from base.time import INSTANT_YEARS, parse_instant
-from base.vocabulary import ID_PATTERN
+from base.vocabulary import ID_PATTERN, RESERVED_PREFIX
 
 
 class RegistryFileError(Exception):
@@ -125,12 +125,18 @@ def unescape_cell(value: str) -> str:
     return value[1:] if value.startswith("'") and _FORMULA.match(value) else value
 
 
-def valid_id(value: str, number: int, column: str, problems: Problems, *, what: str = "an id") -> bool:
-    """An id (or a unit's code) as DESIGN allows it; otherwise a problem on the cell."""
-    if ID_PATTERN.fullmatch(value):
-        return True
-    problems.add(number, column, f"{value!r} is not {what} ([A-Za-z0-9._:-], 1–64 chars)")
-    return False
+def valid_id(value: str, number: int, column: str, problems: Problems, *, what: str = "an id",
+             account: bool = False) -> bool:
+    """An id (or a unit's code) as DESIGN allows it; otherwise a problem on the cell. An `account` (a device's or
+    a gateway's id names its broker account) may not take the service's reserved prefix."""
+    if not ID_PATTERN.fullmatch(value):
+        problems.add(number, column, f"{value!r} is not {what} ([A-Za-z0-9._-], 1–64 chars)")
+        return False
+    if account and value.startswith(RESERVED_PREFIX):
+        problems.add(number, column, f"{value!r} begins with {RESERVED_PREFIX!r}, which the service's own broker "
+                     "accounts use")
+        return False
+    return True
 
 
 def filled(row: dict[str, str], number: int, column: str, problems: Problems) -> bool:

@@ -65,12 +65,13 @@ def build_report(conn: psycopg.Connection, catalog: Catalog, period: Period, *, 
     now = now or datetime.now(UTC)
     previous = period.previous()
     this_subs = current_submissions(conn, catalog.id, period.label)
-    previous_subs = current_submissions(conn, catalog.id, previous.label)
+    previous_subs = current_submissions(conn, catalog.id, previous.label) if previous else []
     rows = []
     for indicator in catalog.indicators:
         value, status, numerator, denominator, source, missing = _row_value(
             conn, indicator, period, catalog, settings, this_subs, now)
-        previous_value = _row_value(conn, indicator, previous, catalog, settings, previous_subs, now)[0]
+        previous_value = None if previous is None else _row_value(
+            conn, indicator, previous, catalog, settings, previous_subs, now)[0]
         rows.append(ReportRow(indicator.layer, indicator.group_vi, indicator.subgroup_vi, indicator.code,
                               indicator.name_vi, indicator.unit, indicator.kind, value, status, numerator,
                               denominator, source, previous_value, missing))

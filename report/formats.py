@@ -33,7 +33,7 @@ def render_xlsx(rows: list[ReportRow], catalog: Catalog, period: Period) -> byte
     sheet = book.active
     sheet.title = f"Báo cáo {period.label}"
     sheet.append([catalog.title_vi])
-    sheet.append([f"Kỳ báo cáo: {period.label} (so với {period.previous().label})"])
+    sheet.append([f"Kỳ báo cáo: {period.label}{against(period)}"])
     sheet.append(TABLE_COLUMNS)
     for cell in sheet[3]:
         cell.font = Font(bold=True)
@@ -63,7 +63,7 @@ def render(rows: list[ReportRow], catalog: Catalog, period: Period, fmt: str) ->
         writer.writerows(_table(rows))
         return "\ufeff" + out.getvalue()
     if fmt == "md":
-        lines = [f"# {catalog.title_vi}", "", f"Kỳ báo cáo: **{period.label}** (so với {period.previous().label})", ""]
+        lines = [f"# {catalog.title_vi}", "", f"Kỳ báo cáo: **{period.label}**{against(period)}", ""]
         for layer in catalog.layers:
             lines += [f"## Lớp {layer.code}. {layer.name_vi}", "",
                       "| # | Chỉ số | Giá trị | Kỳ trước | Trạng thái | Tử số/Mẫu số | Nguồn |",
@@ -76,6 +76,12 @@ def render(rows: list[ReportRow], catalog: Catalog, period: Period, fmt: str) ->
             lines.append("")
         return "\n".join(lines)
     raise ValueError(f"unknown format {fmt!r}; use json, csv or md")
+
+
+def against(period: Period) -> str:
+    """What the report compares the period with: " (so với 2025)", or nothing for a first period."""
+    previous = period.previous()
+    return f" (so với {previous.label})" if previous else ""
 
 
 def _shown(value: object, unit: str) -> str:

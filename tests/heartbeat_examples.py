@@ -35,8 +35,10 @@ EXAMPLES = [
      _bytes(_hb(device_id="air-1", kind="air_monitor")), "air-1", False, ["ok:unhealthy"]),
     ("monitor with measurements is healthy",
      _bytes(_hb(device_id="air-1", kind="air_monitor", measurements={"pm2_5": 31.2})), "air-1", False, ["ok"]),
-    ("unicode-free id with allowed punctuation", _bytes(_hb(device_id="VMS.01:cam_3-b")), "VMS.01:cam_3-b", False,
+    ("unicode-free id with allowed punctuation", _bytes(_hb(device_id="VMS.01.cam_3-b")), "VMS.01.cam_3-b", False,
      ["ok"]),
+    # ':' separates a broker account's name from its hash in Mosquitto's password file (DESIGN.md).
+    ("an id with a colon", _bytes(_hb(device_id="VMS.01:cam_3")), "VMS.01:cam_3", False, ["schema"]),
     ("gateway array, one bad element", _bytes([_hb(device_id="cam-1"), _hb(device_id="cam-2", kind="tv")]),
      None, True, ["ok", "schema"]),
     ("not JSON", b"{device_id: cam-1", "cam-1", False, ["not_json"]),

@@ -66,6 +66,17 @@ def test_a_wrong_or_revoked_token_is_a_401_invalid_token(private_api: TestClient
     assert answers == [(401, "unauthorized", INVALID)] * 3
 
 
+def test_every_refused_read_is_audited_naming_a_known_token(private_api: TestClient, db: psycopg.Connection) -> None:
+    token_id, token = create_token(db, "so-yt-gia-lai")
+    revoke_token(db, token_id, now=NOW)
+    for headers in ({}, {"Authorization": "Bearer ckpi_guess"}, {"Authorization": f"Bearer {token}"}):
+        private_api.get("/v1/live", headers=headers)
+    db.rollback()
+    rows = db.execute("SELECT action, status, token_id, detail->>'path' AS path FROM audit_log ORDER BY id").fetchall()
+    assert [(r["action"], r["status"], r["token_id"], r["path"]) for r in rows] == [
+        ("read", 401, None, "/v1/live"), ("read", 401, None, "/v1/live"), ("read", 401, token_id, "/v1/live")]
+
+
 def test_another_scheme_is_a_401_without_invalid_token(private_api: TestClient) -> None:
     response = private_api.get("/v1/live", headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert _challenge(response) == (401, "unauthorized", MISSING)

@@ -94,10 +94,40 @@ def test_an_id_that_is_both_a_device_and_a_gateway_is_refused_and_nothing_writte
     assert not (tmp_path / "passwd").exists()
 
 
-def test_the_deployed_acl_grants_what_the_generated_one_does() -> None:
+def test_the_deployed_first_acl_grants_ingest_what_every_export_does() -> None:
     deployed = (Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "acl").read_text()
     rules = [line for line in ACL.splitlines() if line and not line.startswith("#")]
-    assert all(rule in deployed.splitlines() for rule in rules)
+    assert rules and all(rule in deployed.splitlines() for rule in rules)
+    assert "pattern" not in deployed
+
+
+def test_the_acl_names_every_account_with_its_own_topic_and_no_pattern(db: psycopg.Connection,
+                                                                        tmp_path: Path) -> None:
+    _bind(db, "cam-1", gateway="vms-1")
+    _bind(db, "cam-2")
+    export_mosquitto(db, tmp_path, at=AT, ingest_accounts=("citykpi-ingest", "citykpi-ingest-2"))
+    rules = [line for line in (tmp_path / "acl").read_text().splitlines() if line and not line.startswith("#")]
+    assert rules == [
+        "user citykpi-ingest", "topic read devices/+/heartbeat", "topic read gateways/+/heartbeats",
+        "user citykpi-ingest-2", "topic read devices/+/heartbeat", "topic read gateways/+/heartbeats",
+        "user cam-1", "topic write devices/cam-1/heartbeat",
+        "user cam-2", "topic write devices/cam-2/heartbeat",
+        "user vms-1", "topic write gateways/vms-1/heartbeats"]
+
+
+def test_the_services_own_accounts_are_kept_and_a_device_cannot_take_their_names(db: psycopg.Connection,
+                                                                              tmp_path: Path) -> None:
+    (tmp_path / "passwd").write_text(f"citykpi-ingest:{mosquitto_hash('a')}\ncitykpi-ingest-2:{mosquitto_hash('b')}\n")
+    _bind(db, "cam-1")
+    result = export_mosquitto(db, tmp_path, at=AT)
+    _bind(db, "citykpi-simulator")                          # a database edited by hand: the import refuses it
+    with pytest.raises(ValueError, match="citykpi-simulator: not usable as broker account names"):
+        export_mosquitto(db, tmp_path, at=AT)
+    with pytest.raises(ValueError, match="an ingest account's name starts with 'citykpi-'"):
+        export_mosquitto(db, tmp_path, at=AT, ingest_accounts=("cam-1",))
+    assert result.removed == []
+    assert [line.split(":")[0] for line in (tmp_path / "passwd").read_text().splitlines()] == [
+        "cam-1", "citykpi-ingest", "citykpi-ingest-2"]
 
 
 @pytest.fixture
@@ -105,13 +135,15 @@ def secured_broker(tmp_path: Path):
     if find_mosquitto() is None:
         missing("mosquitto is not installed (apt-get install mosquitto); amqtt cannot enforce Mosquitto ACLs")
     accounts = tmp_path / "accounts"
+    # As deploy/mosquitto/mosquitto.conf: a client's id is its user name.
     yield accounts, lambda: LocalMqttBroker(
-        implementation="mosquitto",
-        security=f"password_file {accounts / 'passwd'}\nacl_file {accounts / 'acl'}\n").start()
+        implementation="mosquitto", security=f"password_file {accounts / 'passwd'}\nacl_file {accounts / 'acl'}\n"
+        "use_username_as_clientid true\n").start()
 
 
-def _client(broker: LocalMqttBroker, user: str, password: str) -> tuple[mqtt.Client, int]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-test", protocol=mqtt.MQTTv5)
+def _client(broker: LocalMqttBroker, user: str, password: str, client_id: str | None = None
+            ) -> tuple[mqtt.Client, int]:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"{user}-test", protocol=mqtt.MQTTv5)
     client.username_pw_set(user, password)
     outcome: list[int] = []
     client.on_connect = lambda c, u, f, reason, p: outcome.append(reason.value)
@@ -131,20 +163,23 @@ def _listening_ingest(accounts: Path, start_broker, topics: list[str]) -> Iterat
     broker = start_broker()
     clients: list[mqtt.Client] = []
 
-    def connect(user: str, password: str) -> tuple[mqtt.Client, int]:
-        client, code = _client(broker, user, password)
+    def connect(user: str, password: str, client_id: str | None = None) -> tuple[mqtt.Client, int]:
+        client, code = _client(broker, user, password, client_id)
         clients.append(client)
         return client, code
 
     try:
-        ingest, code = connect(INGEST_ACCOUNT, "ingest-secret")
+        ingest, code = connect(INGEST_ACCOUNT, "ingest-secret", INGEST_ACCOUNT)
         received: list[str] = []
         subscribed = threading.Event()
+        lost: list[object] = []
+        ingest.on_disconnect = lambda c, u, flags, reason, p: lost.append(reason)
         ingest.on_message = lambda c, u, m: received.append(m.topic)
         ingest.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
         ingest.subscribe([(topic, 1) for topic in topics])
         assert subscribed.wait(10)
         yield connect, code, received
+        assert lost == [], "ingest's connection was taken over"
     finally:
         for client in clients:
             client.loop_stop()
@@ -195,3 +230,33 @@ def test_mosquitto_lets_a_gateway_publish_on_its_topic_only(db: psycopg.Connecti
         assert gateway_code == 0
         assert (acks[own.mid], acks[other.mid], acks[as_camera.mid]) == (0, 135, 135)  # 135: "Not authorized"
         assert received == ["gateways/vms-1/heartbeats"]
+
+
+def test_a_device_cannot_report_as_a_gateway_under_its_own_name(db: psycopg.Connection, secured_broker) -> None:
+    accounts, start_broker = secured_broker
+    _bind(db, "cam-1")
+    secrets = _secrets(export_mosquitto(db, accounts, at=AT))
+    with _listening_ingest(accounts, start_broker, ["devices/+/heartbeat", "gateways/+/heartbeats"]) as (
+            connect, _, received):
+        device, _ = connect("cam-1", secrets["cam-1"])
+        acks: dict[int, int] = {}
+        device.on_publish = lambda c, u, mid, reason, p: acks.__setitem__(mid, reason.value)
+        body = json.dumps([{"device_id": "cam-9", "kind": "cctv", "ts": AT.isoformat()}])
+        as_gateway = device.publish("gateways/cam-1/heartbeats", body, qos=1)
+        own = device.publish("devices/cam-1/heartbeat", body, qos=1)
+        wait_for(lambda: {as_gateway.mid, own.mid} <= set(acks), what="both PUBACKs")
+        wait_for(lambda: "devices/cam-1/heartbeat" in received, what="the device's own heartbeat")
+        assert (acks[as_gateway.mid], acks[own.mid]) == (135, 0)
+        assert received == ["devices/cam-1/heartbeat"]
+
+
+def test_a_device_using_ingests_client_id_does_not_take_its_session(db: psycopg.Connection, secured_broker) -> None:
+    accounts, start_broker = secured_broker
+    _bind(db, "cam-1")
+    secrets = _secrets(export_mosquitto(db, accounts, at=AT))
+    with _listening_ingest(accounts, start_broker, ["devices/+/heartbeat"]) as (connect, _, received):
+        device, code = connect("cam-1", secrets["cam-1"], INGEST_ACCOUNT)    # ingest's well-known client id
+        device.publish("devices/cam-1/heartbeat", "{}", qos=1)
+        # Delivered to ingest's session: it is still connected (the fixture checks it never lost its connection).
+        wait_for(lambda: received == ["devices/cam-1/heartbeat"], what="the heartbeat reaching ingest")
+        assert code == 0

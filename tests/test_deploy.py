@@ -2,6 +2,7 @@
 specification's schema, every file it mounts present and parseable, Prometheus' config and rules by promtool."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -99,3 +100,80 @@ def test_every_alert_has_a_unit_test() -> None:
     unit_tests = yaml.safe_load((DEPLOY / "prometheus" / "alerts_test.yml").read_text())["tests"]
     tested = {case["alertname"] for t in unit_tests for case in t["alert_rule_test"]}
     assert alerts == tested
+
+
+def _secrets_check() -> str:
+    """The secrets service's shell command as Compose hands it to sh (`$$` is Compose's escape for `$`)."""
+    return _compose()["services"]["secrets"]["entrypoint"][2].replace("$$", "$")
+
+
+def test_the_stack_refuses_to_start_with_an_example_secret() -> None:
+    chosen = {"POSTGRES_PASSWORD": "p1-x", "CITYKPI_DB_PASSWORD": "p2-x", "MQTT_INGEST_PASSWORD": "p3-x",
+              "GRAFANA_ADMIN_PASSWORD": "p4-x", "PATH": "/usr/bin:/bin"}
+    ok = subprocess.run(["sh", "-c", _secrets_check()], env=chosen, capture_output=True, text=True)
+    refused = subprocess.run(["sh", "-c", _secrets_check()], capture_output=True, text=True,
+                             env={**chosen, "MQTT_INGEST_PASSWORD": "change-me-ingest",
+                                  "CITYKPI_KAFKA_PASSWORD": "change-me-kafka"})
+    assert ok.returncode == 0
+    assert refused.returncode == 1
+    assert "example secret of MQTT_INGEST_PASSWORD CITYKPI_KAFKA_PASSWORD" in refused.stderr
+
+
+def test_every_service_waits_for_the_secrets_check() -> None:
+    services = _compose()["services"]
+    first = {name for name, s in services.items() if name != "secrets" and "secrets" in s.get("depends_on", {})}
+    assert first == {"timescaledb", "mosquitto", "kafka", "prometheus"}
+    # Everything else starts after one of those (migrate and the citykpi services after timescaledb).
+    assert all(s.get("depends_on") for name, s in services.items() if name != "secrets")
+
+
+def test_the_services_own_settings_refuse_an_example_secret() -> None:
+    from pydantic import ValidationError
+
+    from base.settings import Settings
+
+    for bad in ({"mqtt_password": "change-me-ingest"}, {"database_url": "postgresql://c:change-me-x@db/citykpi"},
+                {"kafka_security_protocol": "SASL_SSL", "kafka_username": "u", "kafka_password": "change-me-k"}):
+        try:
+            Settings(**bad)
+        except ValidationError as exc:
+            assert "still the example secret" in str(exc)
+        else:
+            raise AssertionError(f"{bad} was accepted")
+    assert Settings(mqtt_password="a-real-one").mqtt_password is not None
+
+
+def test_the_database_init_script_takes_any_password_as_data(tmp_path: Path) -> None:
+    import psycopg
+
+    from devstack.postgres import LocalPostgres
+
+    tricky = "it's'; DROP ROLE postgres; --\\ \"x\" $1 :'password'"
+    with LocalPostgres(workdir=tmp_path / "pg") as pg:
+        env = {"POSTGRES_USER": "postgres", "CITYKPI_DB_PASSWORD": tricky, "PGHOST": "127.0.0.1",
+               "PGPORT": str(pg.port), "PATH": f"{pg.bindir}:/usr/bin:/bin"}
+        result = subprocess.run(["sh", str(DEPLOY / "postgres" / "10-citykpi.sh")], env=env, capture_output=True,
+                                text=True)
+        hba = pg.workdir / "data" / "pg_hba.conf"
+        hba.write_text("host all citykpi 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        with psycopg.connect(pg.url, autocommit=True) as admin:
+            admin.execute("SELECT pg_reload_conf()")
+            roles = {r[0] for r in admin.execute("SELECT rolname FROM pg_roles")} & {"postgres", "citykpi"}
+        with psycopg.connect(host="127.0.0.1", port=pg.port, user="citykpi", password=tricky, dbname="citykpi") as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == "citykpi"
+    assert result.returncode == 0, result.stderr
+    assert roles == {"postgres", "citykpi"}
+
+
+def test_api_docs_need_no_network() -> None:
+    from fastapi.testclient import TestClient
+
+    from base.settings import Settings
+    from web.app import create_app
+
+    client = TestClient(create_app(Settings(), "postgresql://unused@127.0.0.1:1/x"))
+    pages = [client.get("/docs"), client.get("/redoc")]
+    assets = re.findall(r'(?:src|href)="([^"]+)"', pages[0].text + pages[1].text)
+    assert [p.status_code for p in pages] == [200, 200]
+    assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))]
+    assert all(client.get(a).status_code == 200 for a in assets if not a.startswith("/openapi"))

@@ -69,7 +69,7 @@ def test_every_problem_is_named_with_its_field(tmp_path: Path) -> None:
     }))
     assert _problems(path) == [
         f"{path}:indicators.10.values.residents_with_electronic_record: -3 is negative; counts are 0 or more",
-        f"{path}:indicators.10.values.population: 'ba triệu' is not a whole number (write digits only, e.g. 1250)",
+        f"{path}:indicators.10.values.population: 'ba triệu' is not a whole number (write digits 0–9 only, e.g. 1250)",
         f"{path}:indicators.12.values.schools: Sở Y tế tỉnh Gia Lai does not report indicator 12 "
         "(Tình hình ứng dụng ICT trong kết nối gia đình và nhà trường) for 2026",
         f"{path}:indicators.99.values.x: indicator '99' is not in catalog 'binh-dinh-2268-2023'",
@@ -264,8 +264,8 @@ def test_another_indicator_set_loads_from_a_file_and_takes_submissions(db: psyco
         "agencies": [{"id": "so-a", "name_vi": "Sở A"}],
         "indicators": [{"code": "1", "layer": "A", "group_vi": "Nhóm 1", "name_vi": "Chỉ số thử", "name_en": "Trial",
                         "unit": "%", "agencies": ["so-a"], "kind": "form",
-                        "inputs": [{"id": "done", "label_vi": "Đã làm", "role": "numerator"},
-                                   {"id": "total", "label_vi": "Tổng", "role": "denominator"}]}],
+                        "inputs": [{"id": "done", "label_vi": "Đã làm", "role": "numerator", "maximum": 1000},
+                                   {"id": "total", "label_vi": "Tổng", "role": "denominator", "maximum": 1000}]}],
     }
     catalog_path = tmp_path / "other.json"
     catalog_path.write_text(json.dumps(other, ensure_ascii=False), encoding="utf-8")
@@ -276,3 +276,30 @@ def test_another_indicator_set_loads_from_a_file_and_takes_submissions(db: psyco
     value = form_value(catalog.indicator("1"), parse_period("2026-Q1"),
                        current_submissions(db, catalog.id, "2026-Q1"), catalog, now=NOW)
     assert (value.value, value.status) == (Decimal("75.00"), "final")
+
+
+def test_history_shows_control_characters_as_escapes(db: psycopg.Connection, database_url: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    from citykpi.cli import main
+
+    path = _json_file(tmp_path, _submission("so-yt-gia-lai", "2026", {"10": {"population": 3120000}}))
+    submission = parse_submission(path, CATALOG)
+    # As an older version stored it, before names were checked: a forged line and a terminal colour.
+    store_submission(db, submission, catalog_id=CATALOG.id, file_name="a.json", content=b"{}",
+                     submitted_by="A\nthis line is forged\x1b[31m", channel="api", now=NOW)
+    monkeypatch.setenv("CITYKPI_DATABASE_URL", database_url)
+    assert main(["forms", "history", "10", "--period", "2026"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1
+    assert "by A\\nthis line is forged\\x1b[31m via api" in printed
+
+
+def test_a_submitter_name_with_control_characters_is_refused_at_the_command_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from citykpi.cli import main
+
+    with pytest.raises(SystemExit) as exit_code:
+        main(["forms", "submit", str(tmp_path / "x.json"), "--by", "A\x1b[31mB"])
+    assert exit_code.value.code == 2
+    assert "--by holds the unprintable character U+001B" in capsys.readouterr().err

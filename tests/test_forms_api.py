@@ -79,7 +79,10 @@ def test_no_token_a_wrong_token_or_a_revoked_one_is_unauthorized(api: TestClient
     responses = [_post(api, HEALTH_FILE, t) for t in (None, "ckpi_guess", token)]
     assert [(r.status_code, r.headers["www-authenticate"]) for r in responses] == [
         (401, 'Bearer realm="citykpi"')] + [(401, 'Bearer realm="citykpi", error="invalid_token"')] * 2
-    assert _audit(db) == [("forms.submit", 401, None)] * 3
+    # A revoked token is named in the log: whose it was matters to an auditor.
+    assert _audit(db) == [("forms.submit", 401, None)] * 2 + [("forms.submit", 401, "so-yt-gia-lai")]
+    assert db.execute("SELECT token_id, detail->>'token' AS state FROM audit_log ORDER BY id DESC LIMIT 1"
+                      ).fetchone() == {"token_id": token_id, "state": "revoked"}
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(api: TestClient, db: psycopg.Connection) -> None:
@@ -96,7 +99,7 @@ def test_an_invalid_submission_lists_every_problem_and_stores_nothing(api: TestC
     assert response.status_code == 422
     assert response.json()["problems"] == [
         "so-y-te.json:indicators.10.values.residents_with_electronic_record: -1 is negative; counts are 0 or more",
-        "so-y-te.json:indicators.10.values.population: 'many' is not a whole number (write digits only, e.g. 1250)",
+        "so-y-te.json:indicators.10.values.population: 'many' is not a whole number (write digits 0–9 only, e.g. 1250)",
     ]
     assert db.execute("SELECT count(*) AS n FROM form_files").fetchone()["n"] == 0
 
@@ -122,3 +125,18 @@ def test_a_health_token_cannot_submit_a_police_indicator(api: TestClient, db: ps
     assert response.json()["detail"] == (
         "so-y-te.json:indicators.17.values.cameras: Sở Y tế tỉnh Gia Lai does not report indicator 17 "
         "(Tình hình lắp đặt camera giám sát an ninh trật tự công cộng) for 2026")
+
+
+def test_a_token_for_a_department_the_reform_retired_belongs_to_its_successor(
+        database_url: str, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    from citykpi.cli import main
+
+    monkeypatch.setenv("CITYKPI_DATABASE_URL", database_url)
+    assert main(["tokens", "create", "--agency", "Sở Y tế"]) == 0
+    printed = capsys.readouterr()
+    token = printed.out.strip()
+    db.rollback()
+    assert db.execute("SELECT agency_id FROM api_tokens").fetchone()["agency_id"] == "so-yt-gia-lai"
+    assert "Sở Y tế → Sở Y tế tỉnh Gia Lai" in printed.err
+    assert token.startswith("ckpi_")

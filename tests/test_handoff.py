@@ -31,6 +31,16 @@ def test_a_read_is_taken_whole_while_there_is_room_and_refused_whole_when_there_
     assert handoff.empty()
 
 
+def test_the_bytes_waiting_are_bounded_too_and_taking_frees_them() -> None:
+    handoff = Handoff(capacity=1000, capacity_bytes=100)
+    big = [m._replace(payload=b"x" * 60) for m in _messages(2, "big")]
+    assert handoff.put_many(big, timeout_s=0)                 # 0 < 100 bytes: admitted whole, 120 held
+    assert not handoff.put_many(_messages(1, "late"), timeout_s=0.01)
+    handoff.take(1, first_wait_s=0, max_wait_s=0, idle_s=0)   # 60 held: room again
+    assert handoff.put_many(_messages(1, "late"), timeout_s=0)
+    assert _origins(handoff.take(10, first_wait_s=0, max_wait_s=0, idle_s=0)) == ["big1", "late0"]
+
+
 def test_a_batch_stops_at_its_size_and_leaves_the_rest_in_order() -> None:
     handoff = Handoff(capacity=100)
     handoff.put_many(_messages(10), timeout_s=0)

@@ -48,6 +48,24 @@ def test_file_problems_name_row_and_column(tmp_path: Path) -> None:
     ]
 
 
+def test_ids_a_broker_account_cannot_bear_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "devices.csv", DEVICES_HEADER
+                 + "citykpi-ingest,cctv,SEC-1,2025-01-01,,60\n"
+                 + "cam:1,cctv,SEC-1,2025-01-01,,60\n")
+    gateways = write(tmp_path, "gateways.csv", DEVICES_HEADER.rstrip("\n") + ",gateway_id\n"
+                     + "cam-1,cctv,SEC-1,2025-01-01,,60,citykpi-vms\n")
+    with pytest.raises(RegistryFileError) as raised:
+        parse_devices_csv(path, ZONE)
+    with pytest.raises(RegistryFileError) as raised_gateway:
+        parse_devices_csv(gateways, ZONE)
+    assert raised.value.problems == [
+        f"{path}:2:device_id: 'citykpi-ingest' begins with 'citykpi-', which the service's own broker accounts use",
+        f"{path}:3:device_id: 'cam:1' is not an id ([A-Za-z0-9._-], 1–64 chars)"]
+    assert raised_gateway.value.problems == [
+        f"{gateways}:2:gateway_id: 'citykpi-vms' begins with 'citykpi-', which the service's own broker accounts "
+        "use"]
+
+
 def test_registry_problems_are_listed_together_and_nothing_is_written(db: psycopg.Connection, points: None,
                                                                       tmp_path: Path) -> None:
     path = write(tmp_path, "devices.csv", DEVICES_HEADER

@@ -41,10 +41,10 @@ def _gateways(db: psycopg.Connection) -> list[tuple[str, str, str | None]]:
 def test_the_gateway_of_each_binding_is_stored(db: psycopg.Connection, points: None, tmp_path: Path) -> None:
     count = _import(db, write(tmp_path, "devices.csv", WITH_GATEWAY
                               + "cam-1,cctv,SEC-1,2025-01-01,2025-06-01,60,vms-1\n"
-                              + "cam-1,cctv,SEC-1,2025-06-01,,60,VMS.02:north_b\n"
+                              + "cam-1,cctv,SEC-1,2025-06-01,,60,VMS.02.north_b\n"
                               + "cam-2,cctv,SEC-2,2025-01-01,,60,\n"))
     assert count.added == 5  # two devices, three bindings
-    assert _gateways(db) == [("cam-1", "2025-01-01", "vms-1"), ("cam-1", "2025-06-01", "VMS.02:north_b"),
+    assert _gateways(db) == [("cam-1", "2025-01-01", "vms-1"), ("cam-1", "2025-06-01", "VMS.02.north_b"),
                              ("cam-2", "2025-01-01", None)]
 
 
@@ -61,8 +61,8 @@ def test_a_bad_gateway_id_names_file_row_and_column(db: psycopg.Connection, poin
     with pytest.raises(RegistryFileError) as raised:
         _import(db, path)
     assert raised.value.problems == [
-        f"{path}:3:gateway_id: 'vms/2' is not an id ([A-Za-z0-9._:-], 1–64 chars)",
-        f"{path}:4:gateway_id: '{'v' * 65}' is not an id ([A-Za-z0-9._:-], 1–64 chars)",
+        f"{path}:3:gateway_id: 'vms/2' is not an id ([A-Za-z0-9._-], 1–64 chars)",
+        f"{path}:4:gateway_id: '{'v' * 65}' is not an id ([A-Za-z0-9._-], 1–64 chars)",
     ]
     assert db.execute("SELECT count(*) AS n FROM bindings").fetchone()["n"] == 0
 

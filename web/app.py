@@ -12,6 +12,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
@@ -37,9 +38,21 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
         "row_factory": dict_row, "autocommit": True, "application_name": "citykpi-api",
         "options": "-c timezone=UTC -c default_transaction_read_only=on"})
 
+    # Submissions and the audit log: the only writes. Sized for the uploads read at once, a token look-up and
+    # an audit row beside them; a flood of refused requests waits for these, not for more connections.
+    write_pool = ConnectionPool(database_url, min_size=0, max_size=settings.api_max_concurrent_uploads + 2,
+                                open=False, kwargs={"row_factory": dict_row, "autocommit": True,
+                                                    "application_name": "citykpi-api-writes",
+                                                    "options": "-c timezone=UTC"})
+
     @contextmanager
     def connection() -> Iterator[psycopg.Connection]:
         with pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def write_connection() -> Iterator[psycopg.Connection]:
+        with write_pool.connection() as conn:
             yield conn
 
     refresher = (PointRollupRefresher(database_url, catalog, settings.point_rollup_refresh_s,
@@ -49,6 +62,7 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         pool.open()
+        write_pool.open()
         if refresher:
             refresher.start()
         try:
@@ -56,9 +70,11 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
         finally:
             if refresher:
                 refresher.stop()
+            write_pool.close()
             pool.close()
 
-    app = FastAPI(title="citykpi", version="1", lifespan=lifespan,
+    # /docs and /redoc from files in the fastapi-offline package: an IOC network often reaches no CDN.
+    app = FastAPIOffline(title="citykpi", version="1", lifespan=lifespan,
                   description="Smart-city coverage indicators (Decision 2268/QĐ-UBND): values, evidence, live.",
                   responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}})
     app.state.pool = pool
@@ -89,9 +105,9 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
     async def _httperror_response(request: Request, exc: HTTPException) -> JSONResponse:
         return error_response(exc.status_code, "not_found" if exc.status_code == 404 else "http_error", str(exc.detail))
 
-    reads = read_dependencies(settings.api_public_reads, connection)
+    reads = read_dependencies(settings.api_public_reads, write_connection)
     read_responses = {} if settings.api_public_reads else {401: {"model": ErrorBody}}
     add_kpi_routes(app, connection, settings, catalog, now, reads, read_responses)
     add_page_routes(app, connection, settings, catalog, now, reads)
-    add_forms_routes(app, database_url, connection, settings, catalog, now, reads, read_responses)
+    add_forms_routes(app, connection, write_connection, settings, catalog, now, reads, read_responses)
     return app

@@ -14,24 +14,40 @@ def _serve(args: argparse.Namespace) -> int:
     from web.app import create_app
 
     settings = load_settings()
+    # X-Forwarded-For is believed only from the proxies named: from anyone else, even on loopback, it could
+    # put any address in the audit log.
+    proxies = settings.api_trusted_proxies.strip()
     uvicorn.run(create_app(settings, settings.require_database_url()), host=args.host, port=args.port,
-                log_level="info" if args.verbose else "warning")
+                log_level="info" if args.verbose else "warning", proxy_headers=bool(proxies),
+                forwarded_allow_ips=proxies or None)
     return 0
 
 
 def _tokens(args: argparse.Namespace) -> int:
     from base.db import connect
     from catalog import load_catalog
-    from forms.agencies import find_agency
+    from forms.agencies import find_agency, in_force_on
     from web.tokens import create_token, list_tokens, revoke_token
 
     settings = load_settings()
     with connect(settings.require_database_url()) as conn:
         if args.tokens_command == "create":
-            agency = find_agency(load_catalog(args.catalog), args.agency)
-            if agency is None:
+            catalog = load_catalog(args.catalog)
+            named = find_agency(catalog, args.agency)
+            if named is None:
                 print(f"citykpi tokens create: unknown agency {args.agency!r}", file=sys.stderr)
                 return 2
+            # A token belongs to the body that exists today: "Sở Y tế" has been Sở Y tế tỉnh Gia Lai since 2025.
+            today = datetime.now(settings.zone).date()
+            current = in_force_on(catalog, named, today)
+            if len(current) != 1:
+                in_force = ", ".join(a.name_vi for a in current) or "none"
+                print(f"citykpi tokens create: {named.name_vi} does not exist on {today}; its successors in force: "
+                      f"{in_force}; name the one the token is for", file=sys.stderr)
+                return 2
+            agency = current[0]
+            if agency.id != named.id:
+                print(f"{named.name_vi} → {agency.name_vi} (in force on {today})", file=sys.stderr)
             codes = [c.strip() for c in args.indicators.split(",")] if args.indicators else None
             token_id, token = create_token(conn, agency.id, description=args.description, indicator_codes=codes)
             print(f"token #{token_id} for {agency.name_vi}; shown once, store it now:", file=sys.stderr)

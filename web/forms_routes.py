@@ -2,9 +2,12 @@
 (web/read_access.py); every write needs an agency's token, is limited in size, and is recorded in the audit log
 whatever its outcome."""
 
+import asyncio
+import logging
 import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote
@@ -15,16 +18,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from base.db import connect
 from base.periods import parse_period
 from base.settings import Settings
 from catalog import Catalog
+from forms.provenance import file_name, printable
 from forms.store import store_submission
-from forms.submission import SubmissionError, parse_submission
+from forms.submission import SubmissionError, SubmissionLimits, parse_submission
 from report.build import build_report
 from report.formats import render
 from web.read_access import REALM, bearer
-from web.tokens import TokenHolder, audit, holder_of
+from web.tokens import TokenHolder, audit, find_token
+
+log = logging.getLogger(__name__)
+Connections = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 SUFFIX_FOR = {"application/json": ".json", "text/csv": ".csv",
               "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx"}
@@ -47,10 +53,10 @@ SUBMISSION_BODY = {"required": True, "content": {
 }}
 
 
-def add_forms_routes(app: FastAPI, database_url: str,
-                     connection: Callable[[], AbstractContextManager[psycopg.Connection]],
+def add_forms_routes(app: FastAPI, connection: Connections, write_connection: Connections,
                      settings: Settings, catalog: Catalog, now: Callable[[], datetime], reads: list[Depends],
                      read_responses: dict) -> None:
+    """`connection` reads (read-only sessions); `write_connection` stores submissions and audit rows."""
 
     @app.get("/v1/report", dependencies=reads, responses=read_responses,
              summary="All indicators of the set for a period (json, csv or md)")
@@ -66,68 +72,117 @@ def add_forms_routes(app: FastAPI, database_url: str,
         media = {"json": "application/json", "csv": "text/csv", "md": "text/markdown"}[format]
         return PlainTextResponse(text, media_type=f"{media}; charset=utf-8")
 
-    # `bearer` only describes the scheme in the OpenAPI document: _submit checks the token itself, to audit refusals.
+    # At most this many submissions are read and checked at once: each holds its body and its parse in memory.
+    uploads = asyncio.Semaphore(settings.api_max_concurrent_uploads)
+    limits = SubmissionLimits.from_settings(settings)
+
+    # `bearer` only describes the scheme in the OpenAPI document: `submit` checks the token itself, first, so
+    # that it can audit a refusal and read no body for it.
     @app.post("/v1/forms/submissions", status_code=201, openapi_extra={"requestBody": SUBMISSION_BODY},
               dependencies=[Security(bearer)],
               summary="Submit a filled-in template (CSV, JSON or XLSX body); needs the agency's bearer token")
     async def submit(request: Request, x_submitted_by: str | None = Header(None),
                      x_filename: str | None = Header(None)) -> JSONResponse:
-        remote = request.client.host if request.client else "unknown"
-        body = await _bounded_body(request, settings.api_max_body_bytes)
-        # Headers are ASCII; names with diacritics arrive percent-encoded as UTF-8.
-        who = unquote(x_submitted_by) if x_submitted_by else None
-        filename = unquote(x_filename) if x_filename else None
-        return await run_in_threadpool(_submit, request.headers, body, remote, who, filename)
-
-    def _submit(headers, body: bytes | None, remote: str, submitted_by: str | None,
-                filename: str | None) -> JSONResponse:
-        with connect(database_url) as conn:
-            scheme, _, token = headers.get("authorization", "").partition(" ")
-            holder = holder_of(conn, token.strip()) if scheme.lower() == "bearer" else None
-
-            def answer(status: int, payload: dict, headers: dict | None = None) -> JSONResponse:
-                audit(conn, action="forms.submit", remote=remote, status=status, holder=holder,
-                      detail={k: v for k, v in payload.items() if k != "problems"} | {"file": filename})
-                return JSONResponse(payload, status, headers=headers)
-
-            if holder is None:
-                challenge = REALM + (', error="invalid_token"' if scheme.lower() == "bearer" and token.strip() else "")
-                return answer(401, {"error": "unauthorized", "detail": "a valid agency token is required "
-                                    "(Authorization: Bearer …); ask the administrator: citykpi tokens create"},
-                              {"WWW-Authenticate": challenge})
+        attempt = _Attempt(write_connection, request.client.host if request.client else "unknown", x_filename)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        bearer_token = token.strip() if scheme.lower() == "bearer" else ""
+        attempt.holder = await run_in_threadpool(_find_token, bearer_token)
+        if attempt.holder is None or attempt.holder.revoked:
+            challenge = REALM + (', error="invalid_token"' if bearer_token else "")
+            return await attempt.answer(401, {"error": "unauthorized", "detail": "a valid agency token is required "
+                                              "(Authorization: Bearer …); ask the administrator: citykpi tokens "
+                                              "create"}, {"WWW-Authenticate": challenge})
+        try:
+            # Headers are ASCII; names with diacritics arrive percent-encoded as UTF-8.
+            who = printable(unquote(x_submitted_by), "X-Submitted-By") if x_submitted_by else None
+            name = file_name(unquote(x_filename)) if x_filename else None
+        except ValueError as exc:
+            return await attempt.answer(400, {"error": "bad_header", "detail": str(exc)})
+        suffix = SUFFIX_FOR.get(request.headers.get("content-type", "").split(";")[0].strip())
+        if suffix is None:
+            return await attempt.answer(415, {"error": "unsupported_media_type",
+                                              "detail": f"send one of {', '.join(SUFFIX_FOR)}"})
+        if uploads.locked():
+            return await attempt.answer(429, {"error": "busy", "detail": f"{settings.api_max_concurrent_uploads} "
+                                              "submissions are being read; send again in a moment"},
+                                        {"Retry-After": "5"})
+        async with uploads:
+            try:
+                async with asyncio.timeout(settings.api_body_timeout_s):
+                    body = await _bounded_body(request, settings.api_max_body_bytes)
+            except TimeoutError:
+                return await attempt.answer(408, {"error": "timeout", "detail": "the body did not arrive within "
+                                                  f"{settings.api_body_timeout_s:g} s"})
             if body is None:
-                return answer(413, {"error": "too_large", "detail": f"body over {settings.api_max_body_bytes} bytes"})
-            suffix = SUFFIX_FOR.get(headers.get("content-type", "").split(";")[0].strip())
-            if suffix is None:
-                return answer(415, {"error": "unsupported_media_type",
-                                    "detail": f"send one of {', '.join(SUFFIX_FOR)}"})
-            name = Path(filename).name if filename else f"submission{suffix}"
-            with tempfile.TemporaryDirectory() as folder:
-                path = Path(folder) / (name if name.endswith(suffix) else name + suffix)
-                path.write_bytes(body)
-                try:
-                    submission = parse_submission(path, catalog)
-                except SubmissionError as exc:
-                    # Whose file it is comes before whether its figures are right: a token of one agency
-                    # learns nothing about another agency's indicators from the error.
-                    if exc.agency_id is not None and exc.agency_id != holder.agency_id:
-                        return answer(403, {"error": "forbidden",
-                                            "detail": _refusal(holder, exc.agency_id, [], catalog)})
-                    if exc.refused:
-                        return answer(403, {"error": "forbidden", "detail": "; ".join(
-                            p.replace(str(path), path.name) for p in exc.refused)})
-                    problems = [p.replace(str(path), path.name) for p in exc.problems]
-                    return answer(422, {"error": "invalid_submission", "detail": f"{len(problems)} problem(s), "
-                                        "nothing stored", "problems": problems})
-            refused = _refusal(holder, submission.agency_id, list(submission.indicators), catalog)
-            if refused:
-                return answer(403, {"error": "forbidden", "detail": refused})
-            result = store_submission(conn, submission, catalog_id=catalog.id, file_name=path.name, content=body,
-                                      submitted_by=f"{submitted_by or 'api'} (token #{holder.token_id})",
-                                      channel="api", now=now())
-            return answer(201, {"period": submission.period.label, "agency": submission.agency_id,
-                                "stored": result.stored, "unchanged": result.unchanged,
-                                "superseded": result.superseded})
+                return await attempt.answer(413, {"error": "too_large",
+                                                  "detail": f"body over {settings.api_max_body_bytes} bytes"})
+            name = name or f"submission{suffix}"
+            path_name = name if name.endswith(suffix) else name + suffix
+            return await run_in_threadpool(_submit, attempt, body, path_name, who)
+
+    def _find_token(token: str) -> TokenHolder | None:
+        with write_connection() as conn:
+            return find_token(conn, token) if token else None
+
+    def _submit(attempt: _Attempt, body: bytes, name: str, submitted_by: str | None) -> JSONResponse:
+        holder = attempt.holder
+        assert holder is not None
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            path.write_bytes(body)
+            try:
+                submission = parse_submission(path, catalog, limits)
+            except SubmissionError as exc:
+                return attempt.record(*_refused(exc, holder, path, catalog))
+            except Exception as exc:  # a file no check foresaw: refused and logged, never a 500
+                log.exception("submission %s could not be read", name)
+                return attempt.record(422, {"error": "invalid_submission", "detail": "the file could not be read "
+                                            f"({exc.__class__.__name__}); nothing stored"})
+        refused = _refusal(holder, submission.agency_id, list(submission.indicators), catalog)
+        if refused:
+            return attempt.record(403, {"error": "forbidden", "detail": refused})
+        try:
+            with write_connection() as conn:
+                result = store_submission(conn, submission, catalog_id=catalog.id, file_name=name, content=body,
+                                          submitted_by=f"{submitted_by or 'api'} (token #{holder.token_id})",
+                                          channel="api", now=now())
+        except SubmissionError as exc:
+            return attempt.record(*_refused(exc, holder, path, catalog))
+        return attempt.record(201, {"period": submission.period.label, "agency": submission.agency_id,
+                                    "stored": result.stored, "unchanged": result.unchanged,
+                                    "superseded": result.superseded})
+
+
+@dataclass
+class _Attempt:
+    """One write attempt, answered once and audited once, whatever it carried."""
+
+    write_connection: Connections
+    remote: str
+    file: str | None
+    holder: TokenHolder | None = None
+
+    async def answer(self, status: int, payload: dict, headers: dict | None = None) -> JSONResponse:
+        return await run_in_threadpool(self.record, status, payload, headers)
+
+    def record(self, status: int, payload: dict, headers: dict | None = None) -> JSONResponse:
+        with self.write_connection() as conn:
+            audit(conn, action="forms.submit", remote=self.remote, status=status, holder=self.holder,
+                  detail={k: v for k, v in payload.items() if k != "problems"} | {"file": self.file})
+        return JSONResponse(payload, status, headers=headers)
+
+
+def _refused(exc: SubmissionError, holder: TokenHolder, path: Path, catalog: Catalog) -> tuple[int, dict]:
+    """The answer to a file that was read and refused."""
+    # Whose file it is comes before whether its figures are right: a token of one agency learns nothing about
+    # another agency's indicators from the error.
+    if exc.agency_id is not None and exc.agency_id != holder.agency_id:
+        return 403, {"error": "forbidden", "detail": _refusal(holder, exc.agency_id, [], catalog)}
+    if exc.refused:
+        return 403, {"error": "forbidden", "detail": "; ".join(p.replace(str(path), path.name) for p in exc.refused)}
+    problems = [p.replace(str(path), path.name) for p in exc.problems]
+    return 422, {"error": "invalid_submission", "detail": f"{len(problems)} problem(s), nothing stored",
+                 "problems": problems}
 
 
 def _refusal(holder: TokenHolder, agency_id: str, codes: list[str], catalog: Catalog) -> str | None:

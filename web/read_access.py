@@ -10,12 +10,12 @@ from contextlib import AbstractContextManager
 from typing import Annotated
 
 import psycopg
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from web.tokens import holder_of
+from web.tokens import audit, find_token
 
 REALM = 'Bearer realm="citykpi"'
 bearer = HTTPBearer(auto_error=False, description="an agency token (citykpi tokens create)")
@@ -37,17 +37,24 @@ def unauthorized_response(exc: Unauthorized) -> JSONResponse:
 
 def read_dependencies(public: bool, connection: Callable[[], AbstractContextManager[psycopg.Connection]]
                       ) -> list[DependsParam]:
-    """The dependencies every read route carries: none when reads are public."""
+    """The dependencies every read route carries: none when reads are public. A refused read is audited
+    (`connection` must be able to write), naming the token when the table knows it."""
     if public:
         return []
 
     # A plain def: FastAPI runs it in the thread pool, so the token look-up does not block the event loop.
-    def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if credentials is None or not credentials.credentials:
+    def require_token(request: Request,
+                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        token = credentials.credentials.strip() if credentials is not None else ""
+        with connection() as conn:
+            holder = find_token(conn, token) if token else None
+            if holder is not None and not holder.revoked:
+                return
+            audit(conn, action="read", remote=request.client.host if request.client else "unknown", status=401,
+                  holder=holder, detail={"path": request.url.path})
+        if not token:
             raise Unauthorized("reading needs a valid agency token (Authorization: Bearer …); "
                                "ask the administrator: citykpi tokens create", invalid=False)
-        with connection() as conn:
-            if holder_of(conn, credentials.credentials.strip()) is None:
-                raise Unauthorized("the token is unknown or revoked", invalid=True)
+        raise Unauthorized("the token is unknown or revoked", invalid=True)
 
     return [Depends(require_token)]

@@ -21,6 +21,7 @@ from psycopg import sql
 
 from base.db import connect, timescaledb_in_use
 from ingest import metrics
+from ingest.dead_letters import DeadLetterLimit, raw_kept, sender
 from ingest.decode import element_raw
 from ingest.message import Accepted, Message, Rejection
 from ingest.sink.errors import Verdict, classify, describe, error_class
@@ -97,6 +98,8 @@ class BatchResult:
     stored: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    # Rejections over their sender's dead-letter rate: counted, not stored.
+    suppressed: int = 0
     unknown_device: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -105,6 +108,7 @@ class BatchResult:
         self.stored += other.stored
         self.duplicates += other.duplicates
         self.dead_lettered += other.dead_lettered
+        self.suppressed += other.suppressed
         self.unknown_device += other.unknown_device
         for reason, count in other.by_reason.items():
             self.by_reason[reason] = self.by_reason.get(reason, 0) + count
@@ -121,10 +125,6 @@ class _Staged(NamedTuple):
         return Rejection(reason, detail, element_raw(self.message.payload, self.position))
 
 
-# Rejections the sink makes against the registry, after staging: not duplicates, though not stored either.
-_REGISTRY_REASONS = ("kind_mismatch", "gateway_not_bound")
-
-
 class HeartbeatSink:
     """Writes batches; `write()` returns only once the batch is committed and its messages acknowledged.
 
@@ -136,10 +136,13 @@ class HeartbeatSink:
     """
 
     def __init__(self, database_url: str, *, stop_event: threading.Event | None = None,
-                 max_backoff_s: float = 10.0) -> None:
+                 max_backoff_s: float = 10.0, dead_letter_limit: DeadLetterLimit | None = None,
+                 max_raw_bytes: int = 4096) -> None:
         self.database_url = database_url
         self.stop_event = stop_event or threading.Event()
         self.max_backoff_s = max_backoff_s
+        self.dead_letter_limit = dead_letter_limit or DeadLetterLimit(120)
+        self.max_raw_bytes = max_raw_bytes
         self._conn: psycopg.Connection | None = None
         self._call_hooks: sql.Composable | None = None
         # Read by /readyz: false from a failed write until the next one succeeds.
@@ -168,6 +171,8 @@ class HeartbeatSink:
             staged += [_Staged(message, hb, position)
                        for hb, position in zip(decoded.accepted, decoded.positions, strict=True)]
             rejected += [(message, rejection) for rejection in decoded.rejected]
+        # Counted once a message, before any retry of the transaction.
+        rejected, suppressed = self._limited(rejected)
 
         attempt = 0
         while True:
@@ -192,6 +197,7 @@ class HeartbeatSink:
                 self.stop_event.wait(delay)
 
         result.messages = len(messages)
+        result.suppressed += suppressed
         for message in messages:
             message.acknowledge()
         for flush in {message.flush for message in messages if message.flush is not None}:
@@ -234,7 +240,7 @@ class HeartbeatSink:
     def _write_once(self, staged: list[_Staged], rejected: list[tuple[Message, Rejection]]) -> BatchResult:
         started = time.perf_counter()
         result = BatchResult()
-        rejected = list(rejected)
+        refusals: list[tuple[Message, Rejection]] = []  # made here, against the registry
         stored_by_source: Counter[str] = Counter()
         unknown_by_source: Counter[str] = Counter()
         conn = self._connection()
@@ -245,49 +251,61 @@ class HeartbeatSink:
                         copy.write(stage_copy_data(
                             (item.heartbeat, item.message.source, item.message.received_at, item.message.gateway_id)
                             for item in staged))
-                    refused = 0
                     for row in cur.execute(_REMOVE_KIND_MISMATCHES).fetchall():
                         item = staged[row["arrival"]]
-                        rejected.append((item.message, item.refused(
+                        refusals.append((item.message, item.refused(
                             "kind_mismatch", f"device {item.heartbeat.device_id} reported kind {row['kind']!r}, "
                             f"the registry says {row['registered_kind']!r}")))
-                        refused += 1
                     # Most batches hold no gateway's message: no statement for them.
                     if any(item.message.gateway_id is not None for item in staged):
                         for row in cur.execute(_REMOVE_GATEWAY_NOT_BOUND).fetchall():
                             item = staged[row["arrival"]]
-                            rejected.append((item.message, item.refused(
+                            refusals.append((item.message, item.refused(
                                 "gateway_not_bound", _not_bound(item.heartbeat, row))))
-                            refused += 1
                     unknown_by_source.update({r["source"]: r["n"] for r in cur.execute(_COUNT_UNKNOWN_DEVICES)})
                     stored_by_source.update(r["source"] for r in cur.execute(_INSERT_HEARTBEATS).fetchall())
                     if self._call_hooks is not None and stored_by_source:
                         cur.execute(self._call_hooks)
                     result.stored = stored_by_source.total()
                     result.unknown_device = unknown_by_source.total()
-                    result.duplicates = len(staged) - refused - result.stored
-                if rejected:
+                    result.duplicates = len(staged) - len(refusals) - result.stored
+                # (A batch retried after a failure counts its refusals against the senders' rates again.)
+                kept, result.suppressed = self._limited(refusals)
+                letters = [*rejected, *kept]
+                if letters:
                     with cur.copy(_COPY_DEAD_LETTERS) as copy:
-                        for message, rejection in rejected:
+                        for message, rejection in letters:
+                            raw, detail = raw_kept(rejection, self.max_raw_bytes)
                             copy.write_row((message.received_at, message.source, message.origin,
-                                            rejection.reason, _text(rejection.detail), rejection.raw))
-        result.dead_lettered = len(rejected)
-        for _message, rejection in rejected:
+                                            rejection.reason, _text(detail), raw))
+        result.dead_lettered = len(letters)
+        for _message, rejection in letters:
             result.by_reason[rejection.reason] = result.by_reason.get(rejection.reason, 0) + 1
-        _record(staged, rejected, stored_by_source, unknown_by_source, time.perf_counter() - started)
+        _record(staged, letters, refusals, stored_by_source, unknown_by_source, time.perf_counter() - started)
         return result
 
+    def _limited(self, rejected: list[tuple[Message, Rejection]]) -> tuple[list[tuple[Message, Rejection]], int]:
+        """The rejections within their senders' dead-letter rates, and how many were over it (counted)."""
+        kept = []
+        for message, rejection in rejected:
+            if self.dead_letter_limit.admit(sender(message)):
+                kept.append((message, rejection))
+            else:
+                metrics.DEAD_LETTERS_SUPPRESSED.labels(message.source, rejection.reason).inc()
+        return kept, len(rejected) - len(kept)
 
-def _record(staged: list[_Staged], rejected: list[tuple[Message, Rejection]], stored: Counter[str],
-            unknown: Counter[str], seconds: float) -> None:
+
+def _record(staged: list[_Staged], letters: list[tuple[Message, Rejection]],
+            refusals: list[tuple[Message, Rejection]], stored: Counter[str], unknown: Counter[str],
+            seconds: float) -> None:
     """Counted per source: one batch may hold MQTT and Kafka messages (`--source both`)."""
     offered = Counter(item.message.source for item in staged)
-    refused = Counter(message.source for message, rejection in rejected if rejection.reason in _REGISTRY_REASONS)
+    refused = Counter(message.source for message, _rejection in refusals)
     for source in offered:
         metrics.HEARTBEATS_STORED.labels(source).inc(stored[source])
         metrics.HEARTBEATS_DUPLICATE.labels(source).inc(offered[source] - refused[source] - stored[source])
         metrics.HEARTBEATS_UNKNOWN_DEVICE.labels(source).inc(unknown[source])
-    for message, rejection in rejected:
+    for message, rejection in letters:
         metrics.DEAD_LETTERS.labels(message.source, rejection.reason).inc()
     metrics.BATCH_ROWS.observe(len(staged))
     metrics.BATCH_WRITE_SECONDS.observe(seconds)

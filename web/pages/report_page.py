@@ -39,7 +39,7 @@ def render_report_page(catalog: Catalog, period: Period, rows: list[ReportRow],
 <title>{escape(catalog.title_vi)} — {escape(period.label)}</title><style>{STYLE}</style></head><body>
 <h1>{escape(catalog.title_vi)}</h1>
 <p class="muted">{escape(catalog.source)}</p>
-<p>Kỳ báo cáo: <strong>{escape(period.label)}</strong> · so với kỳ trước {escape(period.previous().label)}</p>
+<p>Kỳ báo cáo: <strong>{escape(period.label)}</strong>{_against(period)}</p>
 <nav>Kỳ khác: {"".join(f'<a href="/?period={escape(p)}">{escape(p)}</a>' for p in other_periods)}</nav>"""]
     for layer in catalog.layers:
         layer_rows = [r for r in rows if r.layer == layer.code]
@@ -58,6 +58,11 @@ def render_report_page(catalog: Catalog, period: Period, rows: list[ReportRow],
             parts.append("</tbody></table>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _against(period: Period) -> str:
+    previous = period.previous()
+    return f" · so với kỳ trước {escape(previous.label)}" if previous else ""
 
 
 def _row(row: ReportRow, trend: list[tuple[str, Decimal | str | None]], evidence_url: Callable[[str], str]) -> str:

@@ -25,8 +25,8 @@ TREND_PERIODS = 5
 def _trail(period: Period, count: int) -> list[Period]:
     """`count` periods ending with `period`, oldest first."""
     periods = [period]
-    while len(periods) < count:
-        periods.insert(0, periods[0].previous())
+    while len(periods) < count and (previous := periods[0].previous()) is not None:
+        periods.insert(0, previous)
     return periods
 
 

@@ -69,6 +69,18 @@ class Settings(BaseSettings):
         timedelta(minutes=5), description="heartbeats further ahead of the receive time are rejected")
     max_message_bytes: int = Field(65536, ge=1024, description="largest accepted heartbeat message")
     batch_max_rows: int = Field(5000, ge=1, description="rows per database transaction at most")
+    batch_max_wait_s: float = Field(0.2, gt=0, description="longest a received message waits to be written")
+    batch_idle_s: float = Field(
+        0.02, gt=0, description="a batch is written once no message arrived for this long (or at the limits above)")
+    queue_max: int = Field(20000, ge=1, description="messages waiting between the sources and the sink, at most"
+                                                    " (a source's read is admitted whole while there are fewer)")
+    queue_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024 * 1024,
+        description="bytes of messages waiting between the sources and the sink, at most (with CITYKPI_QUEUE_MAX)")
+    retry_max_backoff_s: float = Field(
+        10.0, gt=0, description="longest pause between retries of a database write that failed for now")
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, description="on SIGTERM, longest time to write and acknowledge what was received")
     dead_letter_max_raw_bytes: int = Field(
         4096, ge=64, description="bytes of a rejected message kept in its dead letter (its detail says when cut)")
     dead_letter_rate_per_minute: int = Field(
@@ -76,37 +88,27 @@ class Settings(BaseSettings):
         "counted (citykpi_ingest_dead_letters_suppressed_total), not stored")
     dead_letter_retention: timedelta = Field(
         timedelta(days=90), description="dead letters older than this are deleted by `citykpi ingest`, hourly")
-    batch_max_wait_s: float = Field(0.2, gt=0, description="longest a received message waits to be written")
-    registry_bounds: str = Field(
-        "6.0,24.0,102.0,118.0", description="lat_min,lat_max,lon_min,lon_max every key point must lie in "
-        "(default: Vietnam with Hoàng Sa and Trường Sa)")
-    batch_idle_s: float = Field(
-        0.02, gt=0, description="a batch is written once no message arrived for this long (or at the limits above)")
-    queue_max_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024 * 1024,
-        description="bytes of messages waiting between the sources and the sink, at most (with CITYKPI_QUEUE_MAX)")
-    queue_max: int = Field(20000, ge=1, description="messages waiting between the sources and the sink, at most"
-                                                    " (a source's read is admitted whole while there are fewer)")
-    retry_max_backoff_s: float = Field(
-        10.0, gt=0, description="longest pause between retries of a database write that failed for now")
-    shutdown_timeout_s: float = Field(
-        30.0, gt=0, description="on SIGTERM, longest time to write and acknowledge what was received")
     metrics_host: str = Field(
         "127.0.0.1", description="address of the /metrics, /healthz, /readyz endpoint (0.0.0.0: every interface, "
         "as in a container that Prometheus scrapes over its network)")
     metrics_port: int = Field(
         9464, ge=0, le=65535, description="port of /metrics, /healthz and /readyz; 0 turns them off")
+    registry_bounds: str = Field(
+        "6.0,24.0,102.0,118.0", description="lat_min,lat_max,lon_min,lon_max every key point must lie in "
+        "(default: Vietnam with Hoàng Sa and Trường Sa)")
     point_rollup_refresh_s: float = Field(
         60.0, ge=0, description="`citykpi serve` refreshes the point rollups this often (0: never; then run "
         "`citykpi kpi refresh`); until then readers compute stale days per device, exact but slower")
+    api_public_reads: bool = Field(
+        True, description="false: every read of the API and its pages needs a valid agency token (Bearer)")
     api_max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="largest request body the API accepts")
     api_body_timeout_s: float = Field(
         30.0, gt=0, description="a submission's body must have arrived this long after its request did (else 408)")
-    api_max_concurrent_uploads: int = Field(
-        4, ge=1, description="submissions read and checked at once; one more is answered 429 (memory stays bounded)")
     api_trusted_proxies: str = Field(
         "", description="comma-separated addresses of reverse proxies whose X-Forwarded-For names the client; "
         "empty: the peer's own address is recorded, whatever the header says")
+    api_max_concurrent_uploads: int = Field(
+        4, ge=1, description="submissions read and checked at once; one more is answered 429 (memory stays bounded)")
     submission_max_inflated_bytes: int = Field(
         20 * 1024 * 1024, ge=64 * 1024,
         description="an .xlsx submission's parts once decompressed, at most (a decompression bomb is refused)")
@@ -116,8 +118,6 @@ class Settings(BaseSettings):
         100, ge=1, description="problems a refused submission lists; the rest are counted")
     submission_max_seconds: float = Field(
         10.0, gt=0, description="time to read and check one submission, at most")
-    api_public_reads: bool = Field(
-        True, description="false: every read of the API and its pages needs a valid agency token (Bearer)")
     heartbeat_interval_s: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_HEARTBEAT_INTERVAL_S),
         description="JSON {kind: seconds}, merged over the defaults: interval of a binding that names none")

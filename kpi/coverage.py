@@ -27,7 +27,7 @@ from catalog import percent
 POINTS = """
 WITH versions AS (
     -- Each version of a point of the category, clipped to the period.
-    SELECT point_id, name, admin_unit, valid_from,
+    SELECT point_id, name, admin_unit, lat, lon, valid_from,
            greatest(valid_from, %(start)s) AS s, least(coalesce(valid_to, 'infinity'), %(end)s) AS e
     FROM key_points
     WHERE %(category)s = ANY (categories) AND valid_from < %(end)s AND (valid_to IS NULL OR valid_to > %(start)s)
@@ -91,10 +91,10 @@ device_hours AS (
     FROM device_days GROUP BY point_id, device_id HAVING bit_or(up) <> 0
 ),
 latest AS (
-    -- The point's name and unit as of its last version in force during the period.
-    SELECT DISTINCT ON (point_id) point_id, name, admin_unit FROM versions ORDER BY point_id, valid_from DESC
+    -- The point's name, unit and place as of its last version in force during the period.
+    SELECT DISTINCT ON (point_id) point_id, name, admin_unit, lat, lon FROM versions ORDER BY point_id, valid_from DESC
 )
-SELECT f.point_id, l.name, l.admin_unit, f.buckets_in_force, coalesce(pu.buckets_up, 0) AS buckets_up,
+SELECT f.point_id, l.name, l.admin_unit, l.lat, l.lon, f.buckets_in_force, coalesce(pu.buckets_up, 0) AS buckets_up,
        coalesce(jsonb_object_agg(dh.device_id, dh.up_hours) FILTER (WHERE dh.device_id IS NOT NULL), '{}')
            AS device_up_hours
 FROM in_force f
@@ -103,7 +103,7 @@ LEFT JOIN point_up pu ON pu.point_id = f.point_id
 LEFT JOIN device_hours dh ON dh.point_id = f.point_id
 -- "points in force in at least one bucket of P"
 WHERE f.buckets_in_force > 0
-GROUP BY f.point_id, l.name, l.admin_unit, f.buckets_in_force, pu.buckets_up
+GROUP BY f.point_id, l.name, l.admin_unit, l.lat, l.lon, f.buckets_in_force, pu.buckets_up
 ORDER BY f.point_id
 """)])
 
@@ -153,9 +153,9 @@ point_up AS (
     SELECT point_id, sum(buckets_up)::int AS buckets_up FROM parts GROUP BY point_id
 ),
 latest AS (
-    SELECT DISTINCT ON (point_id) point_id, name, admin_unit FROM versions ORDER BY point_id, valid_from DESC
+    SELECT DISTINCT ON (point_id) point_id, name, admin_unit, lat, lon FROM versions ORDER BY point_id, valid_from DESC
 )
-SELECT f.point_id, l.name, l.admin_unit, f.buckets_in_force, coalesce(pu.buckets_up, 0) AS buckets_up
+SELECT f.point_id, l.name, l.admin_unit, l.lat, l.lon, f.buckets_in_force, coalesce(pu.buckets_up, 0) AS buckets_up
 FROM in_force f
 JOIN latest l ON l.point_id = f.point_id
 LEFT JOIN point_up pu ON pu.point_id = f.point_id
@@ -179,6 +179,9 @@ class PointEvidence:
     buckets_up: int
     device_up_hours: dict[str, int]
     covered: bool
+    # Where its last version in force stands (WGS 84): the map of the evidence page.
+    lat: float | None = None
+    lon: float | None = None
 
     @property
     def availability(self) -> Fraction:
@@ -192,6 +195,7 @@ class PointEvidence:
             "availability_percent": float(percent(self.buckets_up, self.buckets_in_force)),
             "covered": self.covered,
             "devices": [{"device_id": d, "up_hours": h} for d, h in sorted(self.device_up_hours.items())],
+            "lat": self.lat, "lon": self.lon,
         }
 
 
@@ -302,7 +306,7 @@ def point_evidence(conn: psycopg.Connection, *, category: str, device_kind: str,
     return [
         PointEvidence(r["point_id"], r["name"], r["admin_unit"], r["buckets_in_force"], r["buckets_up"],
                       dict(r["device_up_hours"]) if devices else {},
-                      r["buckets_up"] * d >= n * r["buckets_in_force"])
+                      r["buckets_up"] * d >= n * r["buckets_in_force"], r["lat"], r["lon"])
         for r in rows
     ]
 

@@ -55,6 +55,8 @@ class PointEvidenceBody(BaseModel):
     availability_percent: float
     covered: bool
     devices: list[DeviceHours]
+    lat: float | None = Field(None, description="latitude of the point's last version in the period (WGS 84)")
+    lon: float | None = Field(None, description="longitude, likewise")
 
 
 class EvidenceBody(KpiValue):

@@ -358,10 +358,11 @@ def _check_panels(prometheus: Prometheus, database_url: str, path: Path, dashboa
                 if not result and any(name in expr for name in MUST_FIND_SERIES):
                     problems.append(f"{where} {target['refId']}: {expr} found no series")
             elif kind == "grafana-postgresql-datasource":
-                sql = _sql_macros(interpolate(target["rawSql"], selections, "postgres"))
+                sql = interpolate(target["rawSql"], selections, "postgres")
                 try:
+                    sql = _sql_macros(sql)
                     columns, rows = _run_sql(database_url, sql)
-                except psycopg.Error as exc:
+                except (AssertionError, psycopg.Error) as exc:
                     problems.append(f"{where} {target['refId']}: {exc}\n{sql}")
                     continue
                 if target.get("format") == "time_series" and not {"time", "value"} <= set(columns):
@@ -410,7 +411,7 @@ def test_every_dashboard_query_and_link_works_on_a_running_stack(stack) -> None:
                 problems += found
                 links_opened += opened
     assert len(DASHBOARDS) == 2
-    assert problems == []
+    assert problems == [], "\n\n".join(problems)
     assert links_opened >= 3  # the evidence of both indicators with points, and the report page
 
 
@@ -431,3 +432,33 @@ def test_every_alert_expression_evaluates_on_a_running_stack(stack) -> None:
     assert len(rules) == 10
     assert failed == {}
     assert unhealthy == {}
+
+
+def test_the_daily_panel_averages_every_device_bound_that_day_silent_ones_included(
+        database_url: str, db: psycopg.Connection) -> None:
+    kpi = json.loads((DEPLOY / "grafana" / "dashboards" / "citykpi-kpi.json").read_text(encoding="utf-8"))
+    panel = next(p for p in kpi["panels"] if p["datasource"]["type"] == "grafana-postgresql-datasource")
+    today = datetime.now(ZONE).date()
+    day = today - timedelta(days=3)
+    point(db, "SEC-1", ["security_point"])
+    point(db, "PUB-1", ["public_place"])
+    device(db, "cam-two-hours", "SEC-1")
+    beats(db, "cam-two-hours", [local(day, 9), local(day, 10), local(today, 0, 1)])
+    device(db, "cam-silent", "SEC-1")
+    device(db, "cam-bound-later", "SEC-1", valid_from=local(day + timedelta(days=1), 0, 0))
+    beats(db, "cam-bound-later", [local(day + timedelta(days=1), h) for h in range(24)])
+    device(db, "cam-unbound", "SEC-1", valid_to=local(day, 0, 0))
+    device(db, "wifi-all-day", "PUB-1", kind="wifi_ap")
+    beats(db, "wifi-all-day", [local(day, h) for h in range(24)], kind="wifi_ap")
+    db.commit()
+
+    sql = _sql_macros(interpolate(panel["targets"][0]["rawSql"], {"kind": Selection(("cctv", "wifi_ap"))},
+                                  "postgres"))
+    columns, rows = _run_sql(database_url, sql)
+    values = {(time.astimezone(ZONE).date(), metric): round(float(value), 6) for time, metric, value in rows}
+    assert columns == ["time", "metric", "value"]
+    # cam-two-hours 2/24 and cam-silent 0/24; the others were not bound when the day began.
+    assert values[(day, "cctv")] == 0.041667
+    assert values[(day, "wifi_ap")] == 1.0
+    assert values[(day + timedelta(days=1), "cctv")] == 0.333333   # (0 + 0 + 24/24) / 3
+    assert (today, "cctv") not in values                          # a day still running is not shown

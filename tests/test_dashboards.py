@@ -43,8 +43,9 @@ MUST_FIND_SERIES = ("citykpi_live_coverage_ratio", "citykpi_live_unit_coverage_r
                     "citykpi_ingest_messages_received_total", "citykpi_ingest_dead_letters_total",
                     "citykpi_live_device_silent_seconds")
 
-# Grafana's built-in variables, as it would set them for a 6-hour dashboard on our Prometheus datasource
-# (timeInterval 15 s: $__rate_interval is at least four scrapes).
+# Grafana's built-in variables, as it sets them for the operations dashboard's 6 hours on our Prometheus
+# datasource (timeInterval 15 s: $__rate_interval is at least four scrapes); the SQL macros get the KPI
+# dashboard's 30 days.
 BUILT_IN = {"__rate_interval": "1m", "__interval": "15s", "__interval_ms": "15000", "__range": "6h",
             "__range_s": "21600"}
 DASHBOARD_FROM, DASHBOARD_TO = datetime.now(UTC) - timedelta(days=30), datetime.now(UTC)
@@ -429,7 +430,7 @@ def test_every_alert_expression_evaluates_on_a_running_stack(stack) -> None:
     wait_for(evaluated, timeout_s=60, what="Prometheus evaluating every alert rule once")
     unhealthy = {r["name"]: r.get("lastError") for g in prometheus.api("rules")["data"]["groups"]
                  for r in g["rules"] if r["health"] != "ok"}
-    assert len(rules) == 10
+    assert len(rules) >= 10
     assert failed == {}
     assert unhealthy == {}
 

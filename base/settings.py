@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     heartbeat_interval_s: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_HEARTBEAT_INTERVAL_S),
         description="JSON {kind: seconds}, merged over the defaults: interval of a binding that names none")
+    live_silent_devices: int = Field(
+        20, ge=0, le=1000, description="/metrics of `citykpi serve` lists this many bound devices, those silent the "
+        "longest (citykpi_live_device_silent_seconds; one series each, so the bound keeps Prometheus small)")
     raw_retention: timedelta | None = Field(
         timedelta(days=400), description="TimescaleDB: drop raw heartbeats older than this (rollups stay)")
     compress_after: timedelta = Field(timedelta(days=14), description="TimescaleDB: compress raw heartbeats after")

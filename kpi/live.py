@@ -46,6 +46,33 @@ LEFT JOIN LATERAL (
     WHERE h.device_id = b.device_id AND h.bucket > %(now)s - b.window - interval '1 hour' AND h.healthy_count > 0
 ) last ON true
 """
+# The bound devices silent the longest: each one's last heartbeat, healthy or not (a device reporting a fault is
+# talking), is the last_seen of its latest hourly rollup row, one step back along the primary key; never raw
+# heartbeats. A device bound now that never sent anything has been silent since its binding began. A device bound
+# to two points at once is one device, one series.
+_SILENT_NOW = """
+WITH bound AS (
+    SELECT bd.device_id, d.kind, string_agg(bd.point_id, ',' ORDER BY bd.point_id) AS point_id,
+           min(bd.valid_from) AS bound_since
+    FROM bindings bd
+    JOIN devices d ON d.device_id = bd.device_id
+    WHERE bd.valid_from <= %(now)s AND (bd.valid_to IS NULL OR bd.valid_to > %(now)s)
+    GROUP BY bd.device_id, d.kind
+)
+SELECT b.device_id, b.kind, b.point_id,
+       -- A clock a little ahead (within the accepted tolerance) is not silence below zero.
+       greatest(extract(epoch FROM %(now)s - coalesce(last.seen, b.bound_since)), 0)::float8 AS silent_s
+FROM bound b
+LEFT JOIN LATERAL (
+    SELECT h.last_seen AS seen
+    FROM heartbeats_hourly h
+    WHERE h.device_id = b.device_id
+    ORDER BY h.bucket DESC
+    LIMIT 1
+) last ON true
+ORDER BY silent_s DESC, b.device_id
+LIMIT %(limit)s
+"""
 _POINTS_NOW = """
 SELECT DISTINCT ON (point_id) point_id, categories, admin_unit
 FROM key_points
@@ -121,6 +148,20 @@ def live_coverage(conn: psycopg.Connection, *, settings: Settings, catalog: Cata
     return LiveCoverage(now, indicators, counts)
 
 
+@dataclass(frozen=True)
+class SilentDevice:
+    device_id: str
+    kind: str
+    point_id: str  # the points it is bound to now, comma-separated when several
+    silent_s: float
+
+
+def silent_devices(conn: psycopg.Connection, *, now: datetime, limit: int) -> list[SilentDevice]:
+    """The `limit` devices bound at `now` whose last heartbeat is oldest, longest silence first."""
+    rows = conn.execute(_SILENT_NOW, {"now": now, "limit": limit}).fetchall()
+    return [SilentDevice(r["device_id"], r["kind"], r["point_id"], r["silent_s"]) for r in rows]
+
+
 class LiveCoverageCollector(Collector):
     """Prometheus gauges computed at scrape time; a scrape that cannot read the database reports that."""
 
@@ -138,8 +179,10 @@ class LiveCoverageCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         ok = GaugeMetricFamily("citykpi_live_read_ok", "1 when the last scrape read live coverage from the database")
         try:
+            now = self._clock()
             with self._connection() as conn:
-                live = live_coverage(conn, settings=self._settings, catalog=self._catalog, now=self._clock())
+                live = live_coverage(conn, settings=self._settings, catalog=self._catalog, now=now)
+                silent = silent_devices(conn, now=now, limit=self._settings.live_silent_devices)
         except Exception:  # noqa: BLE001 - a scrape reports failure as a metric, never as an exception
             log.exception("live coverage could not be read")
             ok.add_metric([], 0)
@@ -148,6 +191,7 @@ class LiveCoverageCollector(Collector):
         ok.add_metric([], 1)
         yield ok
         yield from _families(live)
+        yield _silent_family(silent)
 
 
 def _families(live: LiveCoverage) -> Iterator[GaugeMetricFamily]:
@@ -180,3 +224,14 @@ def _families(live: LiveCoverage) -> Iterator[GaugeMetricFamily]:
         for state in ("up", "down"):
             devices.add_metric([kind, state], states[state])
     yield from (points, covered, ratio, unit_points, unit_covered, unit_ratio, devices)
+
+
+def _silent_family(silent: list[SilentDevice]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "citykpi_live_device_silent_seconds",
+        "Seconds since the last heartbeat (healthy or not) of the bound devices silent the longest, as many as "
+        "CITYKPI_LIVE_SILENT_DEVICES; a device bound now that never sent one counts from the start of its binding",
+        labels=["device_id", "kind", "point_id"])
+    for d in silent:
+        family.add_metric([d.device_id, d.kind, d.point_id], d.silent_s)
+    return family

@@ -104,3 +104,47 @@ def test_the_kinds_default_interval_is_a_setting(db: psycopg.Connection) -> None
     settings = Settings(heartbeat_interval_s={"cctv": 30})      # window 90 s: cam-fresh (2 min) is now down
     cctv = live_coverage(db, settings=settings, now=NOW).indicators[1]
     assert (settings.heartbeat_interval_s["wifi_ap"], cctv.covered) == (60, 1)
+
+
+def _silent(database_url: str, settings: Settings) -> list[tuple[str, str, str, float]]:
+    registry = CollectorRegistry()
+    registry.register(LiveCoverageCollector(lambda: connect(database_url), settings, clock=lambda: NOW))
+    family = next(m for m in registry.collect() if m.name == "citykpi_live_device_silent_seconds")
+    return [(s.labels["device_id"], s.labels["kind"], s.labels["point_id"], s.value) for s in family.samples]
+
+
+def test_the_devices_silent_longest_are_exported_from_the_rollups(backend: str, database_url: str,
+                                                                   db: psycopg.Connection) -> None:
+    _city(db)
+    # Bound to two points for two days and a day, never heard from: one device, silent since its first binding.
+    device(db, "cam-new", "SEC-4", valid_from=NOW - timedelta(days=2))
+    device(db, "cam-new", "SEC-5", valid_from=NOW - timedelta(days=1))
+    # Unbound two days ago after a week of silence: no longer anyone's concern here.
+    device(db, "cam-gone", "SEC-5", valid_to=NOW - timedelta(days=2))
+    beats(db, "cam-gone", [NOW - timedelta(days=9)])
+    db.commit()
+    if backend == "timescaledb":
+        day = NOW.date()
+        materialise(database_url, local(day - timedelta(days=10), 0, 0), local(day + timedelta(days=1), 0, 0))
+        db.execute("SELECT drop_chunks('heartbeats', older_than => %s)", (NOW + timedelta(days=30),))
+    else:
+        db.execute("DELETE FROM heartbeats")
+    db.commit()
+
+    assert _silent(database_url, Settings()) == [
+        ("cam-new", "cctv", "SEC-4,SEC-5", 172800.0),   # 2 days since its first binding began
+        ("wifi-6", "wifi_ap", "PUB-6", 7200.0),
+        ("cam-slow", "cctv", "SEC-3", 1200.0),
+        ("cam-stale", "cctv", "SEC-2", 181.0),
+        ("cam-fresh", "cctv", "SEC-1", 120.0),
+        ("cam-faulty", "cctv", "SEC-4", 60.0),          # its last beat was a fault: talking, not silent
+    ]
+    assert _silent(database_url, Settings(live_silent_devices=2)) == [
+        ("cam-new", "cctv", "SEC-4,SEC-5", 172800.0), ("wifi-6", "wifi_ap", "PUB-6", 7200.0)]
+    assert _silent(database_url, Settings(live_silent_devices=0)) == []
+
+
+def test_how_many_silent_devices_are_listed_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = Settings().live_silent_devices
+    monkeypatch.setenv("CITYKPI_LIVE_SILENT_DEVICES", "5")
+    assert (default, Settings().live_silent_devices) == (20, 5)

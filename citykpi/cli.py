@@ -5,6 +5,7 @@ and adds the two that concern the whole service: `db migrate` and `demo`."""
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from base.settings import environment_help, load_settings
 from forms.cli import add_commands as add_forms_commands
@@ -15,6 +16,9 @@ from registry.cli import add_commands as add_registry_commands
 from report.cli import add_commands as add_report_commands
 from simulators.cli import add_commands as add_simulator_commands
 from web.cli import add_commands as add_web_commands
+
+if TYPE_CHECKING:  # the development stack is an extra: imported by `demo` alone, when installed
+    from devstack.demo_serve import StartWeb
 
 
 def _db_migrate(args: argparse.Namespace) -> int:
@@ -47,12 +51,12 @@ def _demo(args: argparse.Namespace) -> int:
     except ServiceUnavailable as exc:
         print(f"citykpi demo: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # before serving: the demo's `with` blocks have stopped what it started
-        print("citykpi demo: đã dừng (Ctrl-C)", file=sys.stderr)
+    except KeyboardInterrupt:  # SIGINT or SIGTERM before serving: the demo's `with` blocks stopped what it started
+        print("citykpi demo: đã dừng giữa chừng", file=sys.stderr)
         return 130
 
 
-def _demo_web(port: int, verbose: bool):
+def _demo_web(port: int, verbose: bool) -> "StartWeb":
     """`citykpi demo --serve`'s HTTP app, `citykpi serve`'s, on loopback: the demo (devstack/) stands below web/,
     so the command line starts it for it, in a thread of this process."""
     import threading

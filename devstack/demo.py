@@ -84,8 +84,9 @@ def run_demo(*, schemas: Sequence[Schema], points_per_category: int, days: int, 
     now = datetime.now(UTC)
     signals = StopSignals()
     with ExitStack() as cleanup:
-        # Entered first, left last: a signal while serving stays caught until the broker and database have stopped.
+        # Left last: a signal while serving stays caught until the broker and the database have stopped.
         cleanup.callback(signals.release)
+        signals.interrupt()
         tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="citykpi-demo-")))
         print("Khởi động PostgreSQL và MQTT broker tạm thời …", file=sys.stderr)
         pg = cleanup.enter_context(LocalPostgres())

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import psycopg
+
 from base.periods import Period, parse_period
 from catalog import Catalog
 from devstack.demo_fleet import device_profiles
@@ -82,7 +84,8 @@ def _nothing() -> None:
     """Nothing to acknowledge: no broker delivered these."""
 
 
-def submit_examples(conn, catalog: Catalog, period: Period, *, numerator_share: float = 1.0) -> tuple[int, list[str]]:
+def submit_examples(conn: psycopg.Connection, catalog: Catalog, period: Period, *,
+                    numerator_share: float = 1.0) -> tuple[int, list[str]]:
     """The shipped example submissions relabelled to `period`, each numerator input × `numerator_share` (rounded
     down, so never above its denominator); the files stored, and the first problem of each that does not fit
     the period (its agency not in force then); (0, []) when installed without the source tree."""
@@ -109,7 +112,7 @@ def submit_examples(conn, catalog: Catalog, period: Period, *, numerator_share: 
     return stored, problems
 
 
-def submit_monthly_examples(conn, catalog: Catalog, months: list[Period]) -> tuple[int, list[str]]:
+def submit_monthly_examples(conn: psycopg.Connection, catalog: Catalog, months: list[Period]) -> tuple[int, list[str]]:
     """`submit_examples` for each month, the numerators 2 % lower for each month before the last."""
     stored, problems = 0, []
     for back, month in enumerate(reversed(months)):

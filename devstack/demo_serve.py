@@ -36,23 +36,34 @@ StartWeb = Callable[[DemoStack], RunningWeb]
 
 
 class StopSignals:
-    """SIGINT and SIGTERM as a request to stop, once `catch()` is called; `release()` gives them back. Caught only
-    while serving: before that, Ctrl-C interrupts the demo where it stands and its `with` blocks clean up."""
+    """SIGINT and SIGTERM. From `interrupt()`, both interrupt the demo where it stands (KeyboardInterrupt), and its
+    `with` blocks stop what it started; from `catch()`, both request a stop (`requested`), which the serving loop
+    carries out in order; `release()` gives them back as they were before. The main thread's to call."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = threading.Event()
-        self._previous: dict[int, object] = {}
+        self._before: dict[int, object] = {}
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.requested.set()
 
+    def _set(self, handler: object) -> None:
+        for signum in self.SIGNALS:
+            previous = signal.signal(signum, handler)
+            self._before.setdefault(signum, previous)
+
+    def interrupt(self) -> None:
+        self._set(signal.default_int_handler)
+
     def catch(self) -> None:
-        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._set(self._handle)
 
     def release(self) -> None:
-        for signum, handler in self._previous.items():
+        for signum, handler in self._before.items():
             signal.signal(signum, handler)
-        self._previous = {}
+        self._before = {}
 
 
 def serve_until_stopped(stack: DemoStack, start_web: StartWeb, ingest: Ingest, devices: LiveDevices,

@@ -44,7 +44,11 @@ def _demo(args: argparse.Namespace) -> int:
         return 2
     from citykpi.schema import SCHEMAS
     from devstack.errors import ServiceUnavailable
+    from devstack.ports import port_accepts
 
+    if args.serve and args.port and port_accepts(args.port):  # said now, not after the demo's minute of work
+        print(f"citykpi demo: 127.0.0.1:{args.port} is already in use; choose another --port", file=sys.stderr)
+        return 1
     try:
         return run_demo(schemas=SCHEMAS, points_per_category=args.points_per_category, days=args.days,
                         seed=args.seed, serve=_demo_web(args.port, args.verbose) if args.serve else None)

@@ -161,7 +161,7 @@ def run_demo(*, schemas: Sequence[Schema], points_per_category: int, days: int, 
             return 0
         devices_live = LiveDevices(profiles, gateway_of, broker.url, now, seed=seed)
         return serve_until_stopped(DemoStack(settings, pg.url), serve, ingest, devices_live, signals,
-                                   period=months[-1].label, evidence_code="17", broker_url=broker.url)
+                                   period=months[-1].label, evidence_code="17")
 
 
 def _registry(database_url: str, schemas: Sequence[Schema], settings: Settings, folder: Path,

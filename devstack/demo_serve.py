@@ -67,7 +67,7 @@ class StopSignals:
 
 
 def serve_until_stopped(stack: DemoStack, start_web: StartWeb, ingest: Ingest, devices: LiveDevices,
-                        signals: StopSignals, *, period: str, evidence_code: str, broker_url: str) -> int:
+                        signals: StopSignals, *, period: str, evidence_code: str) -> int:
     """Serve until a signal or a failure; 0 once everything has stopped cleanly and the ingest has written all it
     took, 1 otherwise. The caller's `with` blocks then stop the broker and the database."""
     signals.catch()
@@ -77,7 +77,7 @@ def serve_until_stopped(stack: DemoStack, start_web: StartWeb, ingest: Ingest, d
         devices.start()
         web = start_web(stack)
         try:
-            _print_urls(web.url, period=period, evidence_code=evidence_code, stack=stack, broker_url=broker_url)
+            _print_urls(web.url, stack, period=period, evidence_code=evidence_code)
             # A second's poll: failures of the parts are noticed within it, a signal at once.
             while not signals.requested.wait(1):
                 problem = _failure(ingest, devices, web)
@@ -113,7 +113,7 @@ def _failure(ingest: Ingest, devices: LiveDevices, web: RunningWeb) -> str | Non
     return None
 
 
-def _print_urls(url: str, *, period: str, evidence_code: str, stack: DemoStack, broker_url: str) -> None:
+def _print_urls(url: str, stack: DemoStack, *, period: str, evidence_code: str) -> None:
     lines = [
         ("Trang báo cáo", f"{url}/?period={period}"),
         (f"Bằng chứng chỉ số #{evidence_code}", f"{url}/kpi/{evidence_code}/evidence?period={period}"),
@@ -121,7 +121,7 @@ def _print_urls(url: str, *, period: str, evidence_code: str, stack: DemoStack, 
         ("Tài liệu API", f"{url}/docs"),
         ("Số liệu Prometheus", f"{url}/metrics"),
         ("Cơ sở dữ liệu", stack.database_url),
-        ("MQTT broker", broker_url),
+        ("MQTT broker", stack.settings.mqtt_url),
     ]
     print("\nBản demo đang chạy; thiết bị mô phỏng gửi heartbeat theo thời gian thực (Ctrl-C để dừng tất cả):")
     for label, where in lines:

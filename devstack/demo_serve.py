@@ -72,7 +72,7 @@ def serve_until_stopped(stack: DemoStack, start_web: StartWeb, ingest: Ingest, d
     took, 1 otherwise. The caller's `with` blocks then stop the broker and the database."""
     signals.catch()
     problem = None
-    received_before = ingest.worker.totals.stored
+    stored_before = ingest.worker.totals.stored
     try:
         devices.start()
         web = start_web(stack)
@@ -96,7 +96,7 @@ def serve_until_stopped(stack: DemoStack, start_web: StartWeb, ingest: Ingest, d
         problem = "ingest không ghi hết những gì đã nhận trước khi dừng"
     sent = devices.report.messages if devices.report else 0
     print(f"  thiết bị mô phỏng đã gửi {sent} bản tin; ingest đã lưu thêm "
-          f"{ingest.worker.totals.stored - received_before} heartbeat", file=sys.stderr)
+          f"{ingest.worker.totals.stored - stored_before} heartbeat", file=sys.stderr)
     if problem is not None:
         print(f"citykpi demo --serve: {problem}", file=sys.stderr)
         return 1

@@ -126,7 +126,7 @@ class LocalMqttBroker(ChildService):
         command = self._command()
         with open(self.log_path, "ab") as log_file:
             self._process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL)
+                                             stdin=subprocess.DEVNULL, process_group=0)
         try:
             wait_until(self._ready, timeout_s=self.startup_timeout_s, what=f"{self.implementation} on {self.port}")
         except TimeoutError as exc:

@@ -126,7 +126,7 @@ class LocalPostgres(ChildService):
              "-k", str(self.workdir), "-c", "fsync=off", "-c", "synchronous_commit=off",
              "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "timezone=UTC",
              *self._preload_args()],
-            stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=self._demote,
+            stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=self._demote, process_group=0,
         )
         log_file.close()
         try:

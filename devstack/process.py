@@ -29,7 +29,11 @@ def log_tail(path: Path, lines: int = 30) -> str:
 class ChildService:
     """A server started as a child process, on loopback, in a working folder. `close()` (or leaving a `with`
     block) stops it and removes the folder when this object made it; `stop()` keeps the folder, so that
-    `start()` brings the same data back. Subclasses start it and say where it logs."""
+    `start()` brings the same data back. Subclasses start it and say where it logs.
+
+    A subclass starts its process in a process group of its own (`process_group=0`): Ctrl-C at a terminal
+    signals the whole foreground group, and a service must stop when its owner says, after what uses it (the
+    demo drains its ingest into the database after Ctrl-C), not at the keypress."""
 
     stop_signal: int = signal.SIGTERM
     stop_timeout_s: float = 15

@@ -43,8 +43,11 @@ def _in_trouble(profile: DeviceProfile, ts: datetime) -> bool:
     return profile.trouble_start <= ts < profile.trouble_start + timedelta(hours=profile.trouble_hours)
 
 
-def heartbeats(profile: DeviceProfile, start: datetime, end: datetime, rng: random.Random) -> Iterator[dict]:
-    """Payloads (DESIGN heartbeat contract) for [start, end), RFC 3339 timestamps in the device's local offset."""
+def heartbeats(profile: DeviceProfile, start: datetime, end: datetime, rng: random.Random, *,
+               jitter: float = 0.05) -> Iterator[dict]:
+    """Payloads (DESIGN heartbeat contract) for [start, end), RFC 3339 timestamps in the device's local offset.
+    Each interval varies by up to ± `jitter` of itself; with 0, a device whose interval is an hour and whose
+    `start` is on the hour beats once in every hour (jitter drifting across an hour's edge would skip one)."""
     seq = 0
     ts = start + timedelta(seconds=rng.uniform(0, profile.interval_s))
     while ts < end:
@@ -53,8 +56,7 @@ def heartbeats(profile: DeviceProfile, start: datetime, end: datetime, rng: rand
         hour_dropped = profile.behaviour is Behaviour.FLAPPING and (ts.hour * 7 + ts.day) % 5 == 0
         if not ((profile.behaviour is Behaviour.OUTAGE and troubled) or hour_dropped):
             yield _payload(profile, ts, seq, troubled, rng)
-        jitter = rng.uniform(-0.05, 0.05) * profile.interval_s
-        ts += timedelta(seconds=profile.interval_s + jitter)
+        ts += timedelta(seconds=profile.interval_s + rng.uniform(-jitter, jitter) * profile.interval_s)
 
 
 def _payload(profile: DeviceProfile, ts: datetime, seq: int, troubled: bool, rng: random.Random) -> dict:

@@ -1,5 +1,6 @@
 """Running a simulated fleet: as fast as possible over a past window (backfill), or in real time at a speed."""
 
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -57,14 +58,16 @@ def backfill(fleet: list[SimDevice], transport: Transport, start: datetime, end:
 
 
 def live(fleet: list[SimDevice], transport: Transport, start: datetime, end: datetime, *, seed: int,
-         speed: float = 1.0, progress: Progress | None = None) -> RunReport:
-    """Each message leaves when its send time comes on the wall clock; stops by itself at `end`."""
+         speed: float = 1.0, progress: Progress | None = None, stop: threading.Event | None = None) -> RunReport:
+    """Each message leaves when its send time comes on the wall clock; stops by itself at `end`, or as soon as
+    `stop` is set (what was sent is still flushed to the broker)."""
+    stop = stop or threading.Event()
     began = time.perf_counter()
     count = 0
     for message in fleet_messages(fleet, start, end, seed=seed, gateway_window=timedelta(seconds=60 / speed)):
         wait = (message.send_at - datetime.now(UTC)).total_seconds()
-        if wait > 0:
-            time.sleep(wait)  # pacing a load generator to the wall clock, not synchronising a test
+        if stop.wait(max(wait, 0)):  # pacing a load generator to the wall clock, not synchronising a test
+            break
         transport.send(message)
         count += 1
         if progress is not None:

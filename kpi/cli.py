@@ -105,20 +105,24 @@ def _refresh(args: argparse.Namespace) -> int:
     from kpi.point_rollups import refresh
 
     settings = load_settings()
+    labels = {"days": "tổng hợp theo điểm (ngày)", "device months": "giờ hoạt động thiết bị (tháng)"}
     shown: list[Progress] = []
 
-    def advance(done: int, total: int) -> None:
-        if not shown:
-            shown.append(Progress("tổng hợp theo điểm (ngày)", total))
-        shown[0].set(done)
+    def advance(stage: str, done: int, total: int) -> None:
+        if not shown or shown[-1].label != labels[stage]:
+            if shown:
+                shown[-1].finish()
+            shown.append(Progress(labels[stage], total))
+        shown[-1].set(done)
 
     with connect(settings.require_database_url(), autocommit=True) as conn:
         result = refresh(conn, load_catalog(), lateness_window=settings.lateness_window, progress=advance)
     if shown:
-        shown[0].finish()
+        shown[-1].finish()
     if result.skipped_busy:
         print("citykpi kpi refresh: another refresher is running; nothing more done here", file=sys.stderr)
-    print(f"{result.days} days, {result.months} months, {result.point_days} point-days refreshed")
+    print(f"{result.days} days, {result.months} months, {result.point_days} point-days, "
+          f"{result.device_months} months of device hours refreshed")
     return 0
 
 

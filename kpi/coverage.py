@@ -69,50 +69,15 @@ bound AS MATERIALIZED (
 )
 """
 
-_EVIDENCE = sql.Composed([sql.SQL(POINTS), sql.SQL(BOUND), sql.SQL(""",
-device_days AS (
-    -- "A device is up in a bucket if it sent at least one healthy heartbeat in it" (its bit of up_mask),
-    -- kept for the buckets starting inside the cut binding. One index range per binding; the day before
-    -- the binding's start only ever contributes zero bits.
-    SELECT b.point_id, b.device_id, h.day, h.up_mask & kpi_hour_mask(h.day, b.s, b.e) AS up
-    FROM bound b
-    JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day > b.s - interval '25 hours' AND h.day < b.e
-),
-point_up AS (
-    -- "A key point is up in a bucket if any device bound to it in that bucket, of the indicator's kind
-    -- (the registry's kind), is up": the union (bit_or) of its devices' bits, day by day.
-    SELECT point_id, sum(bit_count(up::bit(64)))::int AS buckets_up
-    FROM (SELECT point_id, bit_or(up) AS up FROM device_days GROUP BY point_id, day) per_day
-    GROUP BY point_id
-),
-device_hours AS (
-    -- A device's cut bindings never overlap in time, so its rows' bits are disjoint and add up.
-    SELECT point_id, device_id, sum(bit_count(up::bit(64)))::int AS up_hours
-    FROM device_days GROUP BY point_id, device_id HAVING bit_or(up) <> 0
-),
-latest AS (
-    -- The point's name, unit and place as of its last version in force during the period.
-    SELECT DISTINCT ON (point_id) point_id, name, admin_unit, lat, lon FROM versions ORDER BY point_id, valid_from DESC
-)
-SELECT f.point_id, l.name, l.admin_unit, l.lat, l.lon, f.buckets_in_force, coalesce(pu.buckets_up, 0) AS buckets_up,
-       coalesce(jsonb_object_agg(dh.device_id, dh.up_hours) FILTER (WHERE dh.device_id IS NOT NULL), '{}')
-           AS device_up_hours
-FROM in_force f
-JOIN latest l ON l.point_id = f.point_id
-LEFT JOIN point_up pu ON pu.point_id = f.point_id
-LEFT JOIN device_hours dh ON dh.point_id = f.point_id
--- "points in force in at least one bucket of P"
-WHERE f.buckets_in_force > 0
-GROUP BY f.point_id, l.name, l.admin_unit, l.lat, l.lon, f.buckets_in_force, pu.buckets_up
-ORDER BY f.point_id
-""")])
-
-# The same answer without each device's hours, from the point rollups (kpi/migrations/030_point_rollups.sql)
-# where they are fresh: whole months from point_monthly, other days from point_daily, and the days marked
-# stale (and a last day cut by "now") from heartbeats_daily exactly as _EVIDENCE computes every day.
-# A point's up bits on each day of %(computed_days)s, computed per device-day as _EVIDENCE does: the union of
-# its bound devices' bits, each cut to the buckets in which the binding and the point are both in force.
-# The live part of a read, and what a refresh of the point rollups stores (kpi/point_rollups.py).
+# Each point's up hours from the point rollups (kpi/migrations/030_point_rollups.sql) where they are fresh:
+# whole months from point_monthly, other days from point_daily, and the days marked stale (and a last day cut
+# by "now") computed from heartbeats_daily.
+# A point's up bits on each day of %(computed_days)s, computed per device-day: "A key point is up in a bucket if
+# any device bound to it in that bucket, of the indicator's kind (the registry's kind), is up" — the union
+# (bit_or) of its bound devices' bits ("a device is up in a bucket if it sent at least one healthy heartbeat in
+# it": its bit of up_mask), each cut to the buckets in which the binding and the point are both in force. One
+# index range per binding; the day before the binding's start only ever contributes zero bits. The live part
+# of a read, and what a refresh of the point rollups stores (kpi/point_rollups.py).
 POINT_DAYS = """,
 point_days AS (
     SELECT b.point_id, h.day, bit_or(h.up_mask & kpi_hour_mask(h.day, b.s, b.e)) AS up
@@ -166,6 +131,33 @@ ORDER BY f.point_id
 _AVAILABILITY = sql.Composed([sql.SQL(q) for q in (POINTS, BOUND, POINT_DAYS, _LIVE, _ROLLED, _PARTS_WITH_LIVE,
                                                    _AVAILABILITY_TAIL)])
 _AVAILABILITY_ROLLED = sql.Composed([sql.SQL(q) for q in (POINTS, _ROLLED, _PARTS_ROLLED, _AVAILABILITY_TAIL)])
+
+# Each device's up hours at each point on the days of %(device_days)s, per device-day: its bits cut to the
+# buckets in which its binding and the point are both in force. A device's cut bindings never overlap in
+# time, so its bits on different days (and months) are disjoint and add up. What a read computes for the days
+# no closed month holds, and what a refresh stores per closed month (kpi/migrations/050_device_months.sql).
+DEVICE_DAYS = """,
+device_days AS (
+    SELECT b.point_id, b.device_id, sum(bit_count((h.up_mask & kpi_hour_mask(h.day, b.s, b.e))::bit(64)))::int
+               AS up_hours
+    FROM bound b
+    JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day = ANY (%(device_days)s)
+                           AND h.day > b.s - interval '25 hours' AND h.day < b.e
+    GROUP BY 1, 2
+)
+"""
+
+_DEVICE_MONTHS = """
+SELECT point_id, device_id, up_hours FROM point_device_monthly
+WHERE category = %(category)s AND kind = %(kind)s AND month = ANY (%(device_months)s)
+"""
+
+_DEVICE_HOURS = sql.Composed([sql.SQL(q) for q in (POINTS, BOUND, DEVICE_DAYS)] + [sql.SQL("""
+SELECT point_id, device_id, sum(up_hours)::int AS up_hours
+FROM (SELECT point_id, device_id, up_hours FROM device_days UNION ALL"""), sql.SQL(_DEVICE_MONTHS), sql.SQL(""") parts
+GROUP BY 1, 2
+HAVING sum(up_hours) > 0
+""")])
 
 
 @dataclass(frozen=True)
@@ -285,37 +277,61 @@ def point_evidence(conn: psycopg.Connection, *, category: str, device_kind: str,
     """Every key point of `category` in force in a bucket of [start, end), with its availability.
 
     `start` is a local midnight; `end` the end of a bucket (a local midnight, or "now" cut to the hour).
-    With `devices`, each point also lists its devices' up hours, computed from heartbeats_daily over the
-    whole period; without, fresh days come from the point rollups, which a year of 50 000 points needs.
+    With `devices`, each point also lists its devices' up hours: closed months from the monthly device
+    rollups where a refresh has computed them, every other day per device-day from heartbeats_daily.
     """
     if end <= start:
         return []
     params = {"start": start, "end": end, "category": category, "kind": device_kind}
-    if devices:
-        rows = conn.execute(_EVIDENCE, params).fetchall()
-    elif conn.autocommit:
+    if conn.autocommit:
         # One snapshot for the staleness marks and the rollups they vouch for.
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            rows = _availability(conn, params, start, end, zone)
+            rows, hours = _read(conn, params, start, end, zone, devices)
     else:
-        rows = _availability(conn, params, start, end, zone)
+        rows, hours = _read(conn, params, start, end, zone, devices)
     threshold = Fraction(theta)
     # "covered over P when its availability ≥ θ, compared exactly": up / in_force ≥ n / d, in integers.
     n, d = threshold.numerator, threshold.denominator
     return [
         PointEvidence(r["point_id"], r["name"], r["admin_unit"], r["buckets_in_force"], r["buckets_up"],
-                      dict(r["device_up_hours"]) if devices else {},
-                      r["buckets_up"] * d >= n * r["buckets_in_force"], r["lat"], r["lon"])
+                      hours.get(r["point_id"], {}), r["buckets_up"] * d >= n * r["buckets_in_force"],
+                      r["lat"], r["lon"])
         for r in rows
     ]
 
 
-def _availability(conn: psycopg.Connection, params: dict, start: datetime, end: datetime, zone: ZoneInfo) -> list:
+def _read(conn: psycopg.Connection, params: dict, start: datetime, end: datetime, zone: ZoneInfo,
+          devices: bool) -> tuple[list, dict[str, dict[str, int]]]:
     plan = rollup_plan(conn, start, end, zone)
     query = _AVAILABILITY if plan.live_days else _AVAILABILITY_ROLLED
-    return conn.execute(query, {**params, "months": plan.months, "days": plan.days,
+    rows = conn.execute(query, {**params, "months": plan.months, "days": plan.days,
                                 "computed_days": plan.live_days}).fetchall()
+    hours: dict[str, dict[str, int]] = {}
+    if devices:
+        for r in _device_hours(conn, params, plan, zone):
+            hours.setdefault(r["point_id"], {})[r["device_id"]] = r["up_hours"]
+    return rows, hours
+
+
+def _device_hours(conn: psycopg.Connection, params: dict, plan: RollupPlan, zone: ZoneInfo) -> list:
+    """Each point's devices and their up hours over the plan's period (only devices with an up hour)."""
+    done = {r["month"] for r in conn.execute(
+        "SELECT month FROM point_device_month_done WHERE month = ANY (%s)", (plan.months,))}
+    device_months = [m for m in plan.months if m in done]
+    device_days = sorted(plan.days + plan.live_days + [d for m in plan.months if m not in done
+                                                       for d in month_days(m, zone)])
+    if not device_days:
+        return conn.execute(_DEVICE_MONTHS, {**params, "device_months": device_months}).fetchall()
+    return conn.execute(_DEVICE_HOURS, {**params, "device_months": device_months,
+                                        "device_days": device_days}).fetchall()
+
+
+def month_days(month: datetime, zone: ZoneInfo) -> list[datetime]:
+    """The local midnights of the local month starting at `month`."""
+    first = month.astimezone(zone).date()
+    next_month = (first + timedelta(days=32)).replace(day=1)
+    return [local_midnight(first + timedelta(days=k), zone) for k in range((next_month - first).days)]
 
 
 def summarise(*, code: str, name_vi: str, unit: str, theta: Decimal, period_from: date, period_to: date,

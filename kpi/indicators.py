@@ -64,7 +64,8 @@ class PeriodRead:
     def evidence(self, conn: psycopg.Connection, indicator: Indicator, *, devices: bool = False
                  ) -> list[PointEvidence]:
         """Every key point of the indicator's category in force in a completed bucket; with `devices`, each
-        point's devices and their up hours too (slower: read per device-day)."""
+        point's devices and their up hours too (closed months from their monthly rollup, other days per
+        device-day)."""
         spec = indicator.sensor
         return point_evidence(conn, category=spec.category, device_kind=spec.device_kind, theta=spec.theta,
                               start=self.start, end=self.completed, zone=self.settings.zone, devices=devices)
@@ -86,7 +87,7 @@ def sensor_value(conn: psycopg.Connection, code: str, period_from: date, period_
                  admin_unit: str | None = None, devices: bool = False) -> CoverageValue:
     """One sensor indicator over [period_from, period_to), for the province or one unit and its descendants.
 
-    `devices` adds each point's devices and their up hours to the evidence (slower: read per device-day).
+    `devices` adds each point's devices and their up hours to the evidence.
 
     Raises UnknownIndicator, FormIndicator, ValueError (empty period), UnknownAdminUnit (a unit not in the
     tree in force in the period's last bucket) or RollupZoneMismatch.

@@ -1,8 +1,10 @@
-"""Keeps the point rollups (`point_daily`, `point_monthly`) in step with heartbeats and the registry.
+"""Keeps the point rollups (`point_daily`, `point_monthly`, `point_device_monthly`) in step with heartbeats
+and the registry.
 
-The tables and the staleness marks are defined in kpi/migrations/030_point_rollups.sql. Readers never
-depend on this having run: a stale day is computed from heartbeats_daily instead (kpi/coverage.py), so
-refreshing only moves work from the reads to here.
+The tables and the staleness marks are defined in kpi/migrations/030_point_rollups.sql and
+050_device_months.sql. Readers never depend on this having run: a stale day, or a month whose device hours
+are not done, is computed from heartbeats_daily instead (kpi/coverage.py), so refreshing only moves work from
+the reads to here.
 """
 
 import itertools
@@ -12,13 +14,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from psycopg import sql
 
+from base.time import local_midnight
 from catalog import Catalog
-from kpi.coverage import BOUND, POINT_DAYS, POINTS
+from kpi.coverage import BOUND, DEVICE_DAYS, POINT_DAYS, POINTS, month_days
 from kpi.rollups import refresh_recent_rollups
 
 log = logging.getLogger(__name__)
@@ -51,12 +55,22 @@ GROUP BY 1, 2, 3, 4
 """
 
 
+# Each device's hours at each point over one closed month, per device-day as a read computes them.
+_COMPUTE_DEVICE_MONTH = sql.Composed([sql.SQL(q) for q in (POINTS, BOUND, DEVICE_DAYS)] + [sql.SQL("""
+INSERT INTO point_device_monthly (category, kind, month, point_id, device_id, up_hours)
+SELECT %(category)s, %(kind)s, %(start)s, point_id, device_id, up_hours
+FROM device_days
+WHERE up_hours > 0
+""")])
+
+
 @dataclass(frozen=True)
 class RefreshResult:
     days: int
     months: int
     point_days: int
     skipped_busy: bool = False
+    device_months: int = 0
 
 
 def stale_days(conn: psycopg.Connection) -> list[datetime]:
@@ -74,19 +88,32 @@ def _by_month(marks: list[dict]) -> Iterable[list[dict]]:
 
 
 def refresh(conn: psycopg.Connection, catalog: Catalog, *, lateness_window: timedelta = timedelta(days=7),
-            progress: Callable[[int, int], None] | None = None) -> RefreshResult:
-    """Recompute every stale point-day, and the months holding them, for the catalog's sensor indicators.
+            progress: Callable[[str, int, int], None] | None = None, now: datetime | None = None) -> RefreshResult:
+    """Recompute every stale point-day, and the months holding them, for the catalog's sensor indicators;
+    then the device hours of each month closed for longer than the lateness window and not done yet.
 
-    The stale days of one month are one transaction: its point_daily rows, its months' point_monthly rows, and the
-    clearing of the marks it read (only those whose generation has not moved since). Returns at once,
-    with skipped_busy, when another refresher holds the lock. On a connection outside autocommit the
-    chunks are savepoints and the caller commits.
+    The stale days of one month are one transaction: its point_daily rows, its months' point_monthly rows,
+    the removal of their device hours' done mark, and the clearing of the marks it read (only those whose
+    generation has not moved since). A month of device hours is one transaction too. Returns at once, with
+    skipped_busy, when another refresher holds the lock. On a connection outside autocommit the chunks are
+    savepoints and the caller commits.
     """
-    pairs = _pairs(catalog)
+    now = now or datetime.now(UTC)
     marks = conn.execute("SELECT day, generation, kpi_local_month(day) AS month FROM point_rollup_stale"
                          " ORDER BY day").fetchall()
-    if not marks:
-        return RefreshResult(0, 0, 0)
+    days_result = _refresh_stale_days(conn, catalog, marks, lateness_window, progress) if marks \
+        else RefreshResult(0, 0, 0)
+    if days_result.skipped_busy:
+        return days_result
+    device_months = _refresh_device_months(conn, catalog, closed_before=now - lateness_window, progress=progress)
+    if device_months is None:
+        return RefreshResult(days_result.days, days_result.months, days_result.point_days, skipped_busy=True)
+    return RefreshResult(days_result.days, days_result.months, days_result.point_days, device_months=device_months)
+
+
+def _refresh_stale_days(conn: psycopg.Connection, catalog: Catalog, marks: list[dict], lateness_window: timedelta,
+                        progress: Callable[[str, int, int], None] | None) -> RefreshResult:
+    pairs = _pairs(catalog)
     # TimescaleDB: a late heartbeat below the continuous aggregates' watermark is not in heartbeats_daily
     # until they are refreshed (kpi/rollups.py); no-op on plain PostgreSQL, where the trigger keeps them exact.
     # After reading the marks is enough: a write committed since has moved its mark's generation.
@@ -107,6 +134,8 @@ def refresh(conn: psycopg.Connection, catalog: Catalog, *, lateness_window: time
             months = conn.execute(_MONTHS_OF_DAYS, (days,)).fetchone()["months"]
             conn.execute("DELETE FROM point_monthly WHERE month = ANY (%s)", (months,))
             conn.execute(_RECOMPUTE_MONTHS, {"months": months})
+            # Their device hours may be out of date now: read per device-day until recomputed.
+            conn.execute("DELETE FROM point_device_month_done WHERE month = ANY (%s)", (months,))
             # A mark whose generation moved was re-marked by a write this transaction may not have seen.
             conn.execute("DELETE FROM point_rollup_stale s USING unnest(%s::timestamptz[], %s::bigint[]) AS m(day, g)"
                          " WHERE s.day = m.day AND s.generation = m.g",
@@ -114,8 +143,56 @@ def refresh(conn: psycopg.Connection, catalog: Catalog, *, lateness_window: time
             done_days += len(days)
             done_months += len(months)
         if progress:
-            progress(done_days, len(marks))
+            progress("days", done_days, len(marks))
     return RefreshResult(done_days, done_months, point_days)
+
+
+def _refresh_device_months(conn: psycopg.Connection, catalog: Catalog, *, closed_before: datetime,
+                           progress: Callable[[str, int, int], None] | None) -> int | None:
+    """Compute the device hours of every month that ended before `closed_before`, lies within the days ever
+    marked, has no stale day and is not done. Returns how many, or None when another refresher holds the lock."""
+    zone = ZoneInfo(conn.execute("SELECT timezone FROM rollup_config").fetchone()["timezone"])
+    extent = conn.execute("SELECT first_day, last_day FROM point_rollup_extent").fetchone()
+    if extent["first_day"] is None:
+        return 0
+    done = {r["month"] for r in conn.execute("SELECT month FROM point_device_month_done")}
+    stale = {r["month"] for r in conn.execute("SELECT DISTINCT kpi_local_month(day) AS month FROM point_rollup_stale")}
+    pending = [m for m in _months_between(extent["first_day"], extent["last_day"], zone)
+               if m not in done and m not in stale and _month_end(m, zone) <= closed_before]
+    pairs = _pairs(catalog)
+    computed = 0
+    for month in pending:
+        days = month_days(month, zone)
+        with conn.transaction():
+            if not conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS got", (_REFRESH_LOCK,)).fetchone()["got"]:
+                return None
+            # A day of the month marked since the set above was read: wait for its refresh.
+            if conn.execute("SELECT 1 FROM point_rollup_stale WHERE day = ANY (%s)", (days,)).fetchone():
+                continue
+            conn.execute("DELETE FROM point_device_monthly WHERE month = %s", (month,))
+            for category, kind in pairs:
+                conn.execute(_COMPUTE_DEVICE_MONTH, {"category": category, "kind": kind, "start": month,
+                                                     "end": _month_end(month, zone), "device_days": days})
+            conn.execute("INSERT INTO point_device_month_done (month) VALUES (%s)", (month,))
+        computed += 1
+        if progress:
+            progress("device months", computed, len(pending))
+    return computed
+
+
+def _month_end(month: datetime, zone: ZoneInfo) -> datetime:
+    return local_midnight((month.astimezone(zone).date() + timedelta(days=32)).replace(day=1), zone)
+
+
+def _months_between(first_day: datetime, last_day: datetime, zone: ZoneInfo) -> list[datetime]:
+    """The local months from the one holding `first_day` to the one holding `last_day`, as local midnights."""
+    month = first_day.astimezone(zone).date().replace(day=1)
+    last = last_day.astimezone(zone).date().replace(day=1)
+    months = []
+    while month <= last:
+        months.append(local_midnight(month, zone))
+        month = (month + timedelta(days=32)).replace(day=1)
+    return months
 
 
 class PointRollupRefresher:

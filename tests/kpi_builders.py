@@ -71,10 +71,27 @@ def _summary(value) -> tuple:
             [(e.point_id, e.admin_unit, e.buckets_up, e.buckets_in_force, e.covered) for e in value.evidence])
 
 
+def _device_hours(value) -> list:
+    return [(e.point_id, sorted(e.device_up_hours.items())) for e in value.evidence]
+
+
+def per_device_day(db: psycopg.Connection, read):
+    """`read()` with every day marked stale and no month of device hours done, so that everything is computed
+    per device-day from heartbeats_daily; rolled back after."""
+    db.commit()
+    db.execute("SELECT kpi_mark_stale_days(ARRAY(SELECT DISTINCT day FROM heartbeats_daily))")
+    db.execute("DELETE FROM point_device_month_done")
+    try:
+        return read()
+    finally:
+        db.rollback()
+
+
 def value_every_way(db: psycopg.Connection, code: str, period_from: date, period_to: date, *, now: datetime,
                     admin_unit: str | None = None, settings=None):
-    """The indicator computed per device-day (with devices), from stale point rollups (computed live),
-    and from refreshed point rollups: all three must agree. Returns the first, which lists devices."""
+    """The indicator computed per device-day, from the point rollups as they are (stale days computed live),
+    and after a refresh at `now` (which also stores the device hours of closed months): all must agree, each
+    device's hours included. Returns the first."""
     from base.settings import Settings
     from catalog import load_catalog
     from kpi.indicators import sensor_value
@@ -87,14 +104,17 @@ def value_every_way(db: psycopg.Connection, code: str, period_from: date, period
         return sensor_value(db, code, period_from, period_to, settings=settings, now=now, admin_unit=admin_unit,
                             devices=devices)
 
-    full = read(True)
-    from_stale = read(False)
-    refresh(db, load_catalog())
+    full = per_device_day(db, lambda: read(True))
+    as_they_are, from_stale = read(True), read(False)
+    refresh(db, load_catalog(), now=now)
     db.commit()
     assert db.execute("SELECT count(*) AS n FROM point_rollup_stale").fetchone()["n"] == 0
-    from_rollups = read(False)
+    from_rollups, refreshed = read(False), read(True)
     assert _summary(from_stale) == _summary(full), "stale days computed live disagree with the full query"
     assert _summary(from_rollups) == _summary(full), "point rollups disagree with the full query"
+    assert _summary(refreshed) == _summary(full), "evidence after a refresh disagrees with the full query"
+    assert _device_hours(as_they_are) == _device_hours(full), "device hours before a refresh disagree"
+    assert _device_hours(refreshed) == _device_hours(full), "device hours from the monthly rollups disagree"
     return full
 
 

@@ -78,6 +78,57 @@ def test_a_refreshed_whole_month_is_read_from_the_monthly_rollup(db: psycopg.Con
     assert (plan.months, plan.days, plan.live_days) == ([local(NOVEMBER, 0, 0)], [], [])
 
 
+def _device_months(db: psycopg.Connection) -> list[tuple]:
+    return [(r["month"].astimezone(ZONE).date(), r["point_id"], r["device_id"], r["up_hours"]) for r in db.execute(
+        "SELECT m.month, point_id, device_id, up_hours FROM point_device_monthly m"
+        " JOIN point_device_month_done USING (month) ORDER BY 1, 2, 3")]
+
+
+def test_a_month_keeps_each_devices_hours_once_its_lateness_window_has_passed(db: psycopg.Connection) -> None:
+    _month_of_cameras(db)
+    assert refresh(db, load_catalog(), now=local(date(2026, 12, 7), 23, 0)).device_months == 0
+    db.commit()
+    assert _device_months(db) == []
+    assert refresh(db, load_catalog(), now=local(date(2026, 12, 8), 0, 0)).device_months == 1
+    db.commit()
+    assert _device_months(db) == [(NOVEMBER, "SEC-A", "cam-a", 720), (NOVEMBER, "SEC-B", "cam-b", 672)]
+
+
+def test_the_evidence_of_a_done_month_reads_the_device_hours_it_stored(db: psycopg.Connection) -> None:
+    _month_of_cameras(db)
+    refresh(db, load_catalog(), now=LONG_AFTER)
+    # Altered behind the refresher's back, the stored hours show: the read took them, not the device-days.
+    db.execute("UPDATE point_device_monthly SET up_hours = 5 WHERE device_id = 'cam-a'")
+    db.commit()
+    value = sensor_value(db, "17", NOVEMBER, DECEMBER, settings=Settings(), now=LONG_AFTER, devices=True)
+    assert [e.device_up_hours for e in value.evidence] == [{"cam-a": 5}, {"cam-b": 672}]
+
+
+def test_a_late_heartbeat_undoes_a_months_device_hours_until_the_next_refresh(db: psycopg.Connection) -> None:
+    _month_of_cameras(db)
+    refresh(db, load_catalog(), now=LONG_AFTER)
+    beats(db, "cam-b", hours(date(2026, 11, 10), *range(24)))
+    _settle(db)
+    value = sensor_value(db, "17", NOVEMBER, DECEMBER, settings=Settings(), now=LONG_AFTER, devices=True)
+    assert [e.device_up_hours for e in value.evidence] == [{"cam-a": 720}, {"cam-b": 696}]
+    result = refresh(db, load_catalog(), now=LONG_AFTER)
+    db.commit()
+    assert (result.days, result.device_months) == (1, 1)
+    assert _device_months(db) == [(NOVEMBER, "SEC-A", "cam-a", 720), (NOVEMBER, "SEC-B", "cam-b", 696)]
+
+
+def test_a_backdated_binding_undoes_a_months_device_hours(db: psycopg.Connection) -> None:
+    _month_of_cameras(db)
+    refresh(db, load_catalog(), now=LONG_AFTER)
+    db.execute("UPDATE bindings SET valid_to = %s WHERE device_id = 'cam-a'", (local(date(2026, 11, 20), 0, 0),))
+    device(db, "cam-a", "SEC-B", valid_from=local(date(2026, 11, 20), 0, 0))
+    db.commit()
+    value = value_every_way(db, "17", NOVEMBER, DECEMBER, now=LONG_AFTER)
+    assert [e.device_up_hours for e in value.evidence] == [{"cam-a": 456}, {"cam-a": 264, "cam-b": 672}]
+    assert _device_months(db) == [(NOVEMBER, "SEC-A", "cam-a", 456), (NOVEMBER, "SEC-B", "cam-a", 264),
+                                  (NOVEMBER, "SEC-B", "cam-b", 672)]
+
+
 def test_a_late_heartbeat_after_a_refresh_is_read_live_until_the_next(db: psycopg.Connection) -> None:
     _month_of_cameras(db)
     value_every_way(db, "17", NOVEMBER, DECEMBER, now=LONG_AFTER)

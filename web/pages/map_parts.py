@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 from base.settings import Settings
 
 MAP_STYLE = """
-.map{height:460px;border:1px solid #c9d3dd;border-radius:.3rem;background:#eef2f5;margin:.6rem 0}
+.map{height:460px;border:1px solid #c9d3dd;border-radius:.3rem;margin:.6rem 0}
+.map.leaflet-container{background:#eef2f5}
 .legend{display:flex;flex-wrap:wrap;gap:.4rem 1.2rem;font-size:.9rem;margin:.3rem 0}
 .legend span{display:inline-flex;align-items:center;gap:.35rem}
 .swatch{display:inline-block;width:.85rem;height:.85rem;border-radius:50%;border:1px solid #37474f}

@@ -29,9 +29,10 @@
 
   const map = create(section, container, data);
   const drawn = {};
-  const places = [];
   const located = data.points.filter((p) => p.lat !== null && p.lon !== null);
   located.sort((a, b) => ORDER[a.state] - ORDER[b.state]);
+  // The view first: Leaflet places a layer only on a map that has one.
+  fit(map, located.map((p) => [p.lat, p.lon]));
   for (const point of located) {
     const marker = L.circleMarker([point.lat, point.lon], {
       radius: 7, color: "#263238", weight: 1, fillColor: COLOURS[point.state], fillOpacity: 0.9,
@@ -39,8 +40,6 @@
     }).bindPopup(() => popup(point)).addTo(map);
     marker.getElement().setAttribute("data-point", point.id);
     drawn[point.state] = (drawn[point.state] || 0) + 1;
-    places.push([point.lat, point.lon]);
   }
-  fit(map, places);
   container.setAttribute("data-drawn", JSON.stringify(drawn));
 })();

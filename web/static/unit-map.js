@@ -25,6 +25,8 @@
   const most = Math.max(1, ...located.map((u) => u.points));
   // Largest first, so that a small unit's circle stays on top and can be clicked.
   located.sort((a, b) => b.points - a.points);
+  // The view first: Leaflet places a layer only on a map that has one.
+  fit(map, located.map((u) => [u.lat, u.lon]));
   for (const unit of located) {
     const circle = L.circleMarker([unit.lat, unit.lon], {
       radius: 8 + 22 * Math.sqrt(unit.points / most), color: "#263238", weight: 1,
@@ -32,6 +34,5 @@
     }).bindPopup(() => popup(unit)).addTo(map);
     circle.getElement().setAttribute("data-unit", unit.code);
   }
-  fit(map, located.map((u) => [u.lat, u.lon]));
   container.setAttribute("data-drawn", String(located.length));
 })();

@@ -108,12 +108,12 @@ def add_page_routes(app: FastAPI, connection: Callable[[], AbstractContextManage
     @app.get("/points/{point_id}", response_class=HTMLResponse, include_in_schema=False, dependencies=reads)
     def point_page(point_id: str) -> HTMLResponse:
         if not ID_PATTERN.fullmatch(point_id):
-            return HTMLResponse(render_point_problem(422, f"{point_id!r} is not a point id: 1 to 64 characters "
-                                                     "of A–Z, a–z, 0–9, '.', '_' and '-'"), status_code=422)
+            return HTMLResponse(render_point_problem(422, f"“{point_id}” không phải là mã điểm: mã điểm gồm 1 đến 64 "
+                                                     "ký tự A–Z, a–z, 0–9, '.', '_' hoặc '-'."), status_code=422)
         with connection() as conn:
             history = point_history(conn, point_id)
         if history is None:
-            return HTMLResponse(render_point_problem(404, f"no key point {point_id!r} in the registry"),
+            return HTMLResponse(render_point_problem(404, f"Danh mục điểm trọng yếu không có điểm “{point_id}”."),
                                 status_code=404)
         return HTMLResponse(render_point_page(point_id, history, settings.zone), headers=policy)
 

@@ -1,5 +1,6 @@
 """Configuration, read once at start-up from CITYKPI_* environment variables and validated."""
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -118,6 +119,13 @@ class Settings(BaseSettings):
         100, ge=1, description="problems a refused submission lists; the rest are counted")
     submission_max_seconds: float = Field(
         10.0, gt=0, description="time to read and check one submission, at most")
+    map_tiles: str = Field(
+        "", description="tile URL template of the pages' maps, http(s) with {z}, {x} and {y} (and optionally {s}, "
+        "{r}), e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty: points on a plain background (the "
+        "browsers of a closed network reach no tile server)")
+    map_attribution: str = Field(
+        "", max_length=300, description="the tile provider's attribution under the maps, plain text "
+        "(e.g. © OpenStreetMap contributors); shown only with CITYKPI_MAP_TILES")
     heartbeat_interval_s: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_HEARTBEAT_INTERVAL_S),
         description="JSON {kind: seconds}, merged over the defaults: interval of a binding that names none")
@@ -181,6 +189,13 @@ class Settings(BaseSettings):
         Bounds.parse(value)
         return value
 
+    @field_validator("map_tiles")
+    @classmethod
+    def _tile_template(cls, value: str) -> str:
+        if value:
+            check_tile_template(value)
+        return value
+
     @field_validator("heartbeat_interval_s")
     @classmethod
     def _intervals_for_known_kinds(cls, value: dict[str, int]) -> dict[str, int]:
@@ -200,6 +215,33 @@ class Settings(BaseSettings):
             raise SystemExit("CITYKPI_DATABASE_URL is not set (e.g. postgresql://user:pass@host:5432/citykpi); "
                              "'citykpi demo' runs without one")
         return self.database_url.get_secret_value()
+
+
+# What a browser substitutes in a tile URL (Leaflet's TileLayer): zoom, column, row, and optionally a subdomain
+# ({s}, only as the host's first label) and "@2x" on high-density screens ({r}). Any other {name} would make
+# Leaflet throw for a missing value, after the service had started.
+_TILE_PLACEHOLDERS = {"{z}", "{x}", "{y}", "{s}", "{r}"}
+_TILE_HOST = re.compile(r"(\{s\}\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+
+
+def check_tile_template(template: str) -> None:
+    """Raises ValueError saying what is wrong with a tile URL template (CITYKPI_MAP_TILES)."""
+    example = "e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    if any(c.isspace() or c in "\"'<>\\" or ord(c) < 32 for c in template):
+        raise ValueError(f"{template!r} holds a space, a quote, < > or a backslash; {example}")
+    parts = urlsplit(template)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{template!r} is not an http:// or https:// URL; {example}")
+    host, _, port = parts.netloc.partition(":")
+    if "@" in parts.netloc or not _TILE_HOST.fullmatch(host) or (port and not port.isdigit()):
+        raise ValueError(f"{template!r}: {parts.netloc!r} is not a host[:port] (no user name; {{s}} only as the "
+                         "host's first label)")
+    found = set(re.findall(r"\{[^{}]*\}", template))
+    if unknown := sorted(found - _TILE_PLACEHOLDERS):
+        raise ValueError(f"{template!r}: unknown placeholder(s) {', '.join(unknown)}; a tile URL may hold {{z}}, "
+                         "{x}, {y}, {s} and {r}")
+    if lacking := [p for p in ("{z}", "{x}", "{y}") if p not in found]:
+        raise ValueError(f"{template!r} lacks {', '.join(lacking)}; {example}")
 
 
 def environment_help() -> str:

@@ -1,5 +1,7 @@
-"""Reads of the registry: points in force (lists, the denominators) and points outliving their unit."""
+"""Reads of the registry: points in force (lists, the denominators), points outliving their unit, the devices of
+a kind bound during a period, and one point's history."""
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
@@ -59,3 +61,55 @@ ORDER BY k.point_id, k.valid_from
 
 def points_outliving_their_unit(conn: psycopg.Connection) -> list[dict]:
     return conn.execute(_OUTLIVING_THEIR_UNIT).fetchall()
+
+
+# Devices of one kind bound to a point at some instant of [from, to): which points had a device that could
+# have covered them (the evidence lists only devices that were up), for the evidence page's map.
+_BOUND_OF_KIND = """
+SELECT DISTINCT b.point_id, b.device_id
+FROM bindings b JOIN devices d ON d.device_id = b.device_id
+WHERE d.kind = %(kind)s AND b.valid_from < %(to)s AND (b.valid_to IS NULL OR b.valid_to > %(from)s)
+ORDER BY b.point_id, b.device_id
+"""
+
+
+def devices_bound_during(conn: psycopg.Connection, kind: str, start: datetime, end: datetime) -> dict[str, list[str]]:
+    """For each point, the devices of `kind` bound to it at some instant of [start, end), sorted."""
+    bound: dict[str, list[str]] = {}
+    for r in conn.execute(_BOUND_OF_KIND, {"kind": kind, "from": start, "to": end}):
+        bound.setdefault(r["point_id"], []).append(r["device_id"])
+    return bound
+
+
+# A point's versions, oldest first, each with the name of its unit as that unit stood when the version began.
+_POINT_VERSIONS = """
+SELECT k.point_id, k.name, k.categories, k.admin_unit, u.name AS admin_unit_name, k.lat, k.lon,
+       k.valid_from, k.valid_to
+FROM key_points k
+LEFT JOIN LATERAL (SELECT u.name FROM admin_units u
+                   WHERE u.code = k.admin_unit AND u.valid_from <= k.valid_from
+                   ORDER BY u.valid_from DESC LIMIT 1) u ON true
+WHERE k.point_id = %(point_id)s
+ORDER BY k.valid_from
+"""
+
+_POINT_BINDINGS = """
+SELECT b.device_id, d.kind, b.valid_from, b.valid_to, b.heartbeat_interval_s, b.gateway_id
+FROM bindings b JOIN devices d ON d.device_id = b.device_id
+WHERE b.point_id = %(point_id)s
+ORDER BY b.valid_from, b.device_id
+"""
+
+
+@dataclass(frozen=True)
+class PointHistory:
+    versions: list[dict]
+    bindings: list[dict]
+
+
+def point_history(conn: psycopg.Connection, point_id: str) -> PointHistory | None:
+    """Every version of a point and every binding to it, oldest first; None for a point never registered."""
+    versions = conn.execute(_POINT_VERSIONS, {"point_id": point_id}).fetchall()
+    if not versions:
+        return None
+    return PointHistory(versions, conn.execute(_POINT_BINDINGS, {"point_id": point_id}).fetchall())

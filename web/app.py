@@ -1,17 +1,20 @@
-"""`citykpi serve`: the HTTP app — the KPI API (web/kpi_routes.py), the report and evidence pages (web/pages/),
-form submissions and the full report (web/forms_routes.py), Prometheus /metrics. OpenAPI at /openapi.json,
-browsable at /docs. Reads are open unless CITYKPI_API_PUBLIC_READS=false (web/read_access.py); every write needs
-an agency's token and is audited (web/tokens.py). Errors: web/errors.py.
+"""`citykpi serve`: the HTTP app — the KPI API (web/kpi_routes.py), the report, evidence and point pages
+(web/pages/) and their scripts (web/static/), form submissions and the full report (web/forms_routes.py),
+Prometheus /metrics. OpenAPI at /openapi.json, browsable at /docs. Reads are open unless
+CITYKPI_API_PUBLIC_READS=false (web/read_access.py); every write needs an agency's token and is audited
+(web/tokens.py). Errors: web/errors.py.
 """
 
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg.rows import dict_row
@@ -27,6 +30,9 @@ from web.forms_routes import add_forms_routes
 from web.kpi_routes import add_kpi_routes
 from web.pages.routes import add_page_routes
 from web.read_access import Unauthorized, read_dependencies, unauthorized_response
+
+# The pages' scripts and Leaflet (static/leaflet/README.md): files of this package, so nothing comes from a CDN.
+STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None = None,
@@ -87,6 +93,10 @@ def create_app(settings: Settings, database_url: str, *, catalog: Catalog | None
     def metrics() -> Response:
         # A route rather than a mounted app: a mount answers /metrics with a redirect to /metrics/.
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    # Open even when reads need a token: code and images, no data (a mount carries no route's dependencies), and
+    # outside the OpenAPI document (mounts are never in it).
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:

@@ -4,6 +4,8 @@ from html import escape
 
 from kpi.coverage import CoverageValue
 from report.formats import STATUS_VI
+from web.pages.evidence_map import point_url, render_evidence_map
+from web.pages.map_parts import MAP_STYLE, map_head
 from web.pages.report_page import STYLE
 
 
@@ -15,7 +17,9 @@ def _why(point: dict, theta: str) -> str:
     return f"Không đạt: hoạt động {point['availability']} giờ ({point['availability_percent']}%) < θ = {theta}"
 
 
-def render_evidence_page(value: CoverageValue, points: list[dict], back_url: str) -> str:
+def render_evidence_page(value: CoverageValue, points: list[dict], back_url: str, *, map_entries: list[dict],
+                         tiles: dict[str, str] | None) -> str:
+    """`points` as `kpi.export.evidence_dicts` gives them; `map_entries` from `evidence_map.map_entries`."""
     shown = "—" if value.value is None else f"{value.value} {escape(value.unit)}"
     status = f'<span class="badge {escape(value.status)}">{escape(STATUS_VI.get(value.status, value.status))}</span>'
     rows = []
@@ -23,21 +27,23 @@ def render_evidence_page(value: CoverageValue, points: list[dict], back_url: str
         devices = ", ".join(f"{escape(d['device_id'])} ({d['up_hours']} giờ)" for d in p["devices"]) or "—"
         rows.append(
             f'<tr data-point="{escape(p["point_id"])}" class="{"covered" if p["covered"] else "not-covered"}">'
-            f'<td>{escape(p["point_id"])}</td><td>{escape(p["name"] or "")}</td>'
+            f'<td><a href="{escape(point_url(p["point_id"]))}">{escape(p["point_id"])}</a></td>'
+            f'<td>{escape(p["name"] or "")}</td>'
             f'<td>{escape(p["admin_unit"] or "—")}</td>'
             f'<td class="num">{p["buckets_up"]} / {p["buckets_in_force"]}</td>'
             f'<td class="num">{p["availability_percent"]}%</td><td>{"Có" if p["covered"] else "Không"}</td>'
             f"<td>{devices}</td><td>{escape(_why(p, str(value.theta)))}</td></tr>")
     return f"""<!doctype html><html lang="vi"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Chỉ số {escape(value.code)} — bằng chứng</title><style>{STYLE}
-tr.not-covered td{{background:#fff8f0}}</style></head><body>
+<title>Chỉ số {escape(value.code)} — bằng chứng</title><style>{STYLE}{MAP_STYLE}
+tr.not-covered td{{background:#fff8f0}}</style>{map_head("evidence-map.js")}</head><body>
 <p><a href="{escape(back_url)}">← Báo cáo</a></p>
 <h1>#{escape(value.code)} {escape(value.name_vi)}</h1>
 <p>Kỳ {value.period_from} đến trước {value.period_to}: <strong>{shown}</strong> ({value.numerator} / {value.denominator}
 điểm đạt, θ = {value.theta}) {status}</p>
 <p class="muted">Một điểm hoạt động trong một giờ (giờ địa phương) khi có thiết bị đúng loại gắn với điểm gửi
 ít nhất một heartbeat tốt trong giờ đó; điểm đạt khi số giờ hoạt động / số giờ điểm có hiệu lực ≥ θ.</p>
+{render_evidence_map(map_entries, tiles)}
 <table><thead><tr><th>Mã điểm</th><th>Tên</th><th>Đơn vị</th><th>Giờ hoạt động / có hiệu lực</th><th>Tỷ lệ</th>
 <th>Đạt</th><th>Thiết bị (giờ hoạt động)</th><th>Lý do</th></tr></thead><tbody>
 {"".join(rows)}

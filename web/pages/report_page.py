@@ -10,6 +10,7 @@ from catalog import Catalog
 from report.build import ReportRow
 from report.formats import STATUS_VI
 from web.pages.charts import sparkline
+from web.pages.map_parts import MAP_STYLE, map_head
 
 STYLE = """
 body{font-family:system-ui,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#1b1f24;padding:0 1rem}
@@ -33,14 +34,17 @@ def _value(row: ReportRow) -> str:
 
 def render_report_page(catalog: Catalog, period: Period, rows: list[ReportRow],
                        trends: dict[str, list[tuple[str, Decimal | str | None]]],
-                       evidence_url: Callable[[str], str], other_periods: list[str]) -> str:
+                       evidence_url: Callable[[str], str], other_periods: list[str], unit_map: str) -> str:
+    """`unit_map` is the overview's map section (`unit_map.render_unit_map`), shown above the indicators."""
     parts = [f"""<!doctype html><html lang="vi"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(catalog.title_vi)} — {escape(period.label)}</title><style>{STYLE}</style></head><body>
+<title>{escape(catalog.title_vi)} — {escape(period.label)}</title><style>{STYLE}{MAP_STYLE}</style>
+{map_head("unit-map.js")}</head><body>
 <h1>{escape(catalog.title_vi)}</h1>
 <p class="muted">{escape(catalog.source)}</p>
 <p>Kỳ báo cáo: <strong>{escape(period.label)}</strong>{_against(period)}</p>
-<nav>Kỳ khác: {"".join(f'<a href="/?period={escape(p)}">{escape(p)}</a>' for p in other_periods)}</nav>"""]
+<nav>Kỳ khác: {"".join(f'<a href="/?period={escape(p)}">{escape(p)}</a>' for p in other_periods)}</nav>
+{unit_map}"""]
     for layer in catalog.layers:
         layer_rows = [r for r in rows if r.layer == layer.code]
         if not layer_rows:

@@ -28,7 +28,8 @@ def chromium() -> str:
 
 
 def browse(url: str, *extra: str) -> str:
-    """Chromium's output for `url` (with `--dump-dom`, the DOM once the page's scripts have run)."""
+    """Chromium's output for `url` (with `--dump-dom`, the DOM once the page's scripts have run: the virtual
+    time budget lets deferred scripts and their timers finish first)."""
     # Nothing listens on a port just freed: the proxy every non-loopback request is sent to refuses it.
     dead_proxy = f"http://127.0.0.1:{free_loopback_port()}"
     with tempfile.TemporaryDirectory() as profile:
@@ -36,19 +37,18 @@ def browse(url: str, *extra: str) -> str:
             [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--proxy-server={dead_proxy}", "--proxy-bypass-list=127.0.0.1",
-             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=15000",
              f"--user-data-dir={profile}", *extra, url], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
 
-def screenshot(url: str, name: str, *, width: int = 1280, height: int = 1600, wait_ms: int = 0) -> Path:
-    """A PNG of the page in test-artifacts/, after `wait_ms` of virtual time for its scripts."""
+def screenshot(url: str, name: str, *, width: int = 1280, height: int = 1600) -> Path:
+    """A PNG of the page, once its scripts have run, in test-artifacts/."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
     path.unlink(missing_ok=True)
-    budget = [f"--virtual-time-budget={wait_ms}"] if wait_ms else []
-    browse(url, f"--screenshot={path}", f"--window-size={width},{height}", *budget)
+    browse(url, f"--screenshot={path}", f"--window-size={width},{height}", "--hide-scrollbars")
     return path
 
 

@@ -2,11 +2,7 @@
 from a running `citykpi serve`. Chromium reaches loopback only: a page that needed the Internet would show it."""
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import urllib.request
@@ -21,54 +17,13 @@ from pathlib import Path
 import psycopg
 
 from catalog import load_catalog
-from devstack.ports import free_loopback_port, port_accepts
 from forms.store import store_submission
 from forms.submission import parse_submission
 from simulators.province import DISTRICTS, generate_province
-from tests.helpers import missing, wait_for
+from tests.browser import browse, chromium, screenshot, serving
 from tests.kpi_builders import ZONE, beats, device, unit
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = Path(os.environ.get("CITYKPI_TEST_ARTIFACTS", ROOT / "test-artifacts"))
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        missing("chromium is not installed (Debian package chromium)")
-    return found
-
-
-def _browse(url: str, *extra: str) -> str:
-    # The first flags keep a headless Chromium off the network it would otherwise try to reach at start; the
-    # resolver and the proxy (a closed loopback port; loopback itself is always reached directly) cut it off from
-    # everything but loopback. The virtual time budget lets the pages' deferred scripts finish before the dump.
-    with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-             f"--proxy-server=http://127.0.0.1:{free_loopback_port()}", "--virtual-time-budget=15000",
-             f"--user-data-dir={profile}", *extra, url], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
-
-
-@contextmanager
-def _serving(database_url: str, **environment: str) -> Iterator[str]:
-    """`citykpi serve` on a free loopback port; yields its base URL."""
-    port = free_loopback_port()
-    server = subprocess.Popen([sys.executable, "-m", "citykpi.cli", "serve", "--host", "127.0.0.1",
-                               "--port", str(port)],
-                              env={**os.environ, "CITYKPI_DATABASE_URL": database_url, **environment},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: port_accepts(port) or server.poll() is not None, timeout_s=60, what="citykpi serve")
-        assert server.poll() is None, server.stdout.read().decode()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _seed(db: psycopg.Connection, year: int) -> None:
@@ -98,15 +53,13 @@ def _seed(db: psycopg.Connection, year: int) -> None:
 
 def test_the_report_page_shows_all_27_indicators_and_the_evidence(database_url: str,
                                                                  db: psycopg.Connection) -> None:
-    _chromium()
+    chromium()
     year = datetime.now(UTC).year
     _seed(db, year)
-    with _serving(database_url) as base:
-        page = _browse(f"{base}/", "--dump-dom")
-        evidence = _browse(f"{base}/kpi/17/evidence?period={year}", "--dump-dom")
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        screenshot = ARTIFACTS / "report-page.png"
-        _browse(f"{base}/", f"--screenshot={screenshot}", "--window-size=1280,3200")
+    with serving(database_url) as base:
+        page = browse(f"{base}/", "--dump-dom")
+        evidence = browse(f"{base}/kpi/17/evidence?period={year}", "--dump-dom")
+        shot = screenshot(f"{base}/", "report-page.png", height=3200)
     codes = re.findall(r'<tr data-code="(\d+)"', page)
     assert sorted(codes, key=int) == [str(n) for n in range(1, 28)]
     assert "Tình hình lắp đặt camera giám sát an ninh trật tự công cộng" in page
@@ -116,7 +69,7 @@ def test_the_report_page_shows_all_27_indicators_and_the_evidence(database_url: 
     assert re.findall(r'<tr data-point="([^"]+)" class="([^"]+)"', evidence) == [
         ("SEC-1", "not-covered"), ("SEC-2", "not-covered")]  # 48 up hours of the year so far: far below θ
     assert "không có thiết bị đúng loại nào" in evidence
-    assert screenshot.stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000
 
 
 class _Elements(HTMLParser):
@@ -171,15 +124,12 @@ def _evidence(base: str, first: date, end: date) -> list[dict]:
 
 def test_the_evidence_map_draws_every_point_of_the_denominator_in_its_colour(database_url: str,
                                                                             db: psycopg.Connection) -> None:
-    _chromium()
+    chromium()
     first, end = _last_month()
     bound = _seed_province(db, first, end)
-    with _serving(database_url) as base:
-        dom = _browse(f"{base}/kpi/17/evidence?period={first:%Y-%m}", "--dump-dom", "--window-size=1280,1400")
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        screenshot = ARTIFACTS / "evidence-map.png"
-        _browse(f"{base}/kpi/17/evidence?period={first:%Y-%m}", f"--screenshot={screenshot}",
-                "--window-size=1280,1400", "--hide-scrollbars")
+    with serving(database_url) as base:
+        dom = browse(f"{base}/kpi/17/evidence?period={first:%Y-%m}", "--dump-dom", "--window-size=1280,1400")
+        shot = screenshot(f"{base}/kpi/17/evidence?period={first:%Y-%m}", "evidence-map.png", height=1400)
         points = _evidence(base, first, end)
     expected = {p["point_id"]: "covered" if p["covered"] else "not-covered" if p["point_id"] in bound else "no-device"
                 for p in points}
@@ -191,19 +141,16 @@ def test_the_evidence_map_draws_every_point_of_the_denominator_in_its_colour(dat
     [summary] = [e["data-drawn"] for e in _elements(dom, "div") if e.get("id") == "evidence-map"]
     assert json.loads(unescape(summary)) == {state: list(expected.values()).count(state) for state in colours}
     assert [e for e in _elements(dom, "section") if e.get("id") == "evidence-map-section"][0].get("hidden") is None
-    assert screenshot.stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000
 
 
 def test_the_overview_map_draws_a_circle_per_unit_with_points(database_url: str, db: psycopg.Connection) -> None:
-    _chromium()
+    chromium()
     first, end = _last_month()
     _seed_province(db, first, end)
-    with _serving(database_url) as base:
-        dom = _browse(f"{base}/?period={first:%Y-%m}", "--dump-dom", "--window-size=1280,1000")
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        screenshot = ARTIFACTS / "unit-map.png"
-        _browse(f"{base}/?period={first:%Y-%m}", f"--screenshot={screenshot}", "--window-size=1280,1000",
-                "--hide-scrollbars")
+    with serving(database_url) as base:
+        dom = browse(f"{base}/?period={first:%Y-%m}", "--dump-dom", "--window-size=1280,1000")
+        shot = screenshot(f"{base}/?period={first:%Y-%m}", "unit-map.png", height=1000)
         points = _evidence(base, first, end)
     per_unit: dict[str, list[bool]] = {}
     for p in points:
@@ -215,7 +162,7 @@ def test_the_overview_map_draws_a_circle_per_unit_with_points(database_url: str,
     assert circles == {code: f"unit-{band}" for code, band in bands.items()}
     [summary] = [e["data-drawn"] for e in _elements(dom, "div") if e.get("id") == "unit-map"]
     assert int(summary) == len(per_unit)
-    assert screenshot.stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000
 
 
 @contextmanager
@@ -249,12 +196,12 @@ def _tile_server() -> Iterator[tuple[str, list[str]]]:
 
 def test_the_map_asks_the_configured_tile_server_and_shows_its_attribution_as_text(
         database_url: str, db: psycopg.Connection) -> None:
-    _chromium()
+    chromium()
     first, end = _last_month()
     _seed_province(db, first, end)
-    with _tile_server() as (template, asked), _serving(database_url, CITYKPI_MAP_TILES=template,
+    with _tile_server() as (template, asked), serving(database_url, CITYKPI_MAP_TILES=template,
                                                         CITYKPI_MAP_ATTRIBUTION="© Bản đồ <thử>") as base:
-        dom = _browse(f"{base}/kpi/17/evidence?period={first:%Y-%m}", "--dump-dom", "--window-size=1280,1400")
+        dom = browse(f"{base}/kpi/17/evidence?period={first:%Y-%m}", "--dump-dom", "--window-size=1280,1400")
     assert asked and all(re.fullmatch(r"/tiles/\d+/\d+/\d+\.png", path) for path in asked), asked
     assert "© Bản đồ &lt;thử&gt;" in dom                           # written as text, not as an element
     assert not _elements(dom, "thử")

@@ -56,17 +56,22 @@ def test_a_point_is_covered_now_when_a_bound_device_was_healthy_within_three_int
     assert live["devices"] == {"cctv": {"up": 2, "down": 2}, "wifi_ap": {"up": 0, "down": 1}}
 
 
+def _only_rollups_left(backend: str, database_url: str, db: psycopg.Connection, *, days_back: int) -> None:
+    """Raw heartbeats gone: on TimescaleDB materialised first, then their chunks dropped, so that only the
+    continuous aggregates can answer."""
+    if backend == "timescaledb":
+        day = NOW.date()
+        materialise(database_url, local(day - timedelta(days=days_back), 0, 0), local(day + timedelta(days=1), 0, 0))
+        db.execute("SELECT drop_chunks('heartbeats', older_than => %s)", (NOW + timedelta(days=30),))
+    else:
+        db.execute("DELETE FROM heartbeats")
+
+
 def test_live_coverage_reads_the_rollups_not_raw_heartbeats(backend: str, database_url: str,
                                                             db: psycopg.Connection) -> None:
     _city(db)
     db.commit()
-    if backend == "timescaledb":
-        # Materialised, then the raw chunks dropped: only the continuous aggregate can answer.
-        day = NOW.date()
-        materialise(database_url, local(day - timedelta(days=1), 0, 0), local(day + timedelta(days=1), 0, 0))
-        db.execute("SELECT drop_chunks('heartbeats', older_than => %s)", (NOW + timedelta(days=30),))
-    else:
-        db.execute("DELETE FROM heartbeats")
+    _only_rollups_left(backend, database_url, db, days_back=1)
     assert db.execute("SELECT count(*) AS n FROM heartbeats").fetchone()["n"] == 0
     db.commit()
     cctv = live_coverage(db, settings=Settings(), now=NOW).indicators[1]
@@ -123,12 +128,7 @@ def test_the_devices_silent_longest_are_exported_from_the_rollups(backend: str, 
     device(db, "cam-gone", "SEC-5", valid_to=NOW - timedelta(days=2))
     beats(db, "cam-gone", [NOW - timedelta(days=9)])
     db.commit()
-    if backend == "timescaledb":
-        day = NOW.date()
-        materialise(database_url, local(day - timedelta(days=10), 0, 0), local(day + timedelta(days=1), 0, 0))
-        db.execute("SELECT drop_chunks('heartbeats', older_than => %s)", (NOW + timedelta(days=30),))
-    else:
-        db.execute("DELETE FROM heartbeats")
+    _only_rollups_left(backend, database_url, db, days_back=10)
     db.commit()
 
     assert _silent(database_url, Settings()) == [

@@ -136,13 +136,20 @@ _AVAILABILITY_ROLLED = sql.Composed([sql.SQL(q) for q in (POINTS, _ROLLED, _PART
 # buckets in which its binding and the point are both in force. A device's cut bindings never overlap in
 # time, so its bits on different days (and months) are disjoint and add up. What a read computes for the days
 # no closed month holds, and what a refresh stores per closed month (kpi/migrations/050_device_months.sql).
+# (One aggregate per cut binding, over its index range, rather than a join sorted by point and device; a day
+# that lies wholly inside the cut binding keeps all its bits, which spares the mask arithmetic on all but the
+# edge days. 25 hours is the longest local day.)
 DEVICE_DAYS = """,
 device_days AS (
-    SELECT b.point_id, b.device_id, sum(bit_count((h.up_mask & kpi_hour_mask(h.day, b.s, b.e))::bit(64)))::int
-               AS up_hours
+    SELECT b.point_id, b.device_id, sum(per_binding.up_hours)::int AS up_hours
     FROM bound b
-    JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day = ANY (%(device_days)s)
-                           AND h.day > b.s - interval '25 hours' AND h.day < b.e
+    CROSS JOIN LATERAL (
+        SELECT sum(CASE WHEN h.day >= b.s AND h.day + interval '25 hours' <= b.e THEN bit_count(h.up_mask::bit(64))
+                        ELSE bit_count((h.up_mask & kpi_hour_mask(h.day, b.s, b.e))::bit(64)) END) AS up_hours
+        FROM heartbeats_daily h
+        WHERE h.device_id = b.device_id AND h.day = ANY (%(device_days)s)
+          AND h.day > b.s - interval '25 hours' AND h.day < b.e
+    ) per_binding
     GROUP BY 1, 2
 )
 """

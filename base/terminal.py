@@ -33,6 +33,27 @@ class Progress:
         self._draw(end="\n")
 
 
+class StagedProgress:
+    """A progress line per stage, for work that reports `(stage, done, total)`: each new stage closes the line
+    of the one before. `labels` names each stage as the reader should see it."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self._labels = labels
+        self._current: Progress | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        label = self._labels.get(stage, stage)
+        if self._current is None or self._current.label != label:
+            self.finish()
+            self._current = Progress(label, total)
+        self._current.set(done)
+
+    def finish(self) -> None:
+        if self._current is not None:
+            self._current.finish()
+            self._current = None
+
+
 def emit(command: str, made: str | bytes, out: str | None) -> int:
     """Text to a file or standard output; a workbook only to a file (it is not for a terminal)."""
     if isinstance(made, bytes):

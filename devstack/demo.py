@@ -16,7 +16,7 @@ from base.db import connect
 from base.migrations import Schema, migrate
 from base.periods import Period, parse_period
 from base.settings import Settings
-from base.terminal import Progress
+from base.terminal import Progress, StagedProgress
 from catalog import load_catalog
 from devstack.demo_fleet import LiveDevices, device_profiles
 from devstack.demo_history import (
@@ -31,7 +31,7 @@ from devstack.mqtt_broker import LocalMqttBroker
 from devstack.postgres import LocalPostgres
 from ingest.service import MqttIngest
 from kpi.indicators import all_sensor_values
-from kpi.point_rollups import refresh, stale_days
+from kpi.point_rollups import REFRESH_STAGE_LABELS, refresh
 from registry.devices import parse_devices_csv
 from registry.devices_import import import_devices
 from registry.points import parse_points
@@ -203,12 +203,10 @@ def _write_history(database_url: str, devices: list, months: list[Period], end: 
     print(f"  {totals.stored} heartbeat lịch sử đã lưu ({len(devices) * hours - totals.stored} giờ thiết bị "
           "im lặng vì sự cố)", file=sys.stderr)
     catalog = load_catalog()
+    progress = StagedProgress(REFRESH_STAGE_LABELS)
     with connect(database_url, autocommit=True) as conn:
-        marked = len(stale_days(conn))
-        refresh_bar = Progress("Tổng hợp theo điểm (ngày)", marked)
-        refresh(conn, catalog, lateness_window=settings.lateness_window,
-                progress=lambda done, _total: refresh_bar.set(done))
-    refresh_bar.finish()
+        refresh(conn, catalog, lateness_window=settings.lateness_window, progress=progress)
+    progress.finish()
 
 
 def _submit_examples_and_report(conn, settings: Settings, year: int, months: list[Period]) -> str:

@@ -100,25 +100,15 @@ def _storage_policies(args: argparse.Namespace) -> int:
 
 def _refresh(args: argparse.Namespace) -> int:
     from base.db import connect
-    from base.terminal import Progress
+    from base.terminal import StagedProgress
     from catalog import load_catalog
-    from kpi.point_rollups import refresh
+    from kpi.point_rollups import REFRESH_STAGE_LABELS, refresh
 
     settings = load_settings()
-    labels = {"days": "tổng hợp theo điểm (ngày)", "device months": "giờ hoạt động thiết bị (tháng)"}
-    shown: list[Progress] = []
-
-    def advance(stage: str, done: int, total: int) -> None:
-        if not shown or shown[-1].label != labels[stage]:
-            if shown:
-                shown[-1].finish()
-            shown.append(Progress(labels[stage], total))
-        shown[-1].set(done)
-
+    progress = StagedProgress(REFRESH_STAGE_LABELS)
     with connect(settings.require_database_url(), autocommit=True) as conn:
-        result = refresh(conn, load_catalog(), lateness_window=settings.lateness_window, progress=advance)
-    if shown:
-        shown[-1].finish()
+        result = refresh(conn, load_catalog(), lateness_window=settings.lateness_window, progress=progress)
+    progress.finish()
     if result.skipped_busy:
         print("citykpi kpi refresh: another refresher is running; nothing more done here", file=sys.stderr)
     print(f"{result.days} days, {result.months} months, {result.point_days} point-days, "

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # month without the other's days and the last to commit would win.
 _REFRESH_LOCK = 0x706F696E74
 
+# What `refresh` reports progress as, named for the terminal (officials' and operators' language).
+REFRESH_STAGE_LABELS = {"days": "Tổng hợp theo điểm (ngày)", "device months": "Giờ hoạt động thiết bị (tháng)"}
+
 # A point-day's bits as a read computes a stale day (kpi/coverage.py: the same CTEs, one indicator at a time),
 # for the points of the category in force in [first, last_end): the spans clipped to the days refreshed
 # change no bit of those days.

@@ -150,3 +150,15 @@ def test_evidence_as_text_for_a_person(province: None, capsys: pytest.CaptureFix
         "  SEC-A                24/24  100.00%  đạt        cam-a1 12 h, cam-a2 14 h",
         "  SEC-B                20/24   83.33%  không đạt  cam-b 20 h",
     ]
+
+
+def test_refresh_computes_the_stale_days_and_says_how_many(
+        province: None, capsys: pytest.CaptureFixture) -> None:
+    status, out, err = _run(capsys, "kpi", "refresh")
+    assert status == 0
+    assert out.startswith("1 days, 1 months, ")
+    assert out.endswith(" months of device hours refreshed\n")
+    # Not a terminal: the stage's line is drawn once, at its end.
+    assert err.count("Tổng hợp theo điểm (ngày)") == 1 and "1/1" in err
+    status, out, _ = _run(capsys, "kpi", "refresh")
+    assert (status, out) == (0, "0 days, 0 months, 0 point-days, 0 months of device hours refreshed\n")

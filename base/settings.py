@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         1.0, gt=0, description="how often stored Kafka offsets are committed (also on revoke and at exit)")
     kafka_session_timeout_ms: int = Field(
         10000, ge=1000, description="Kafka group session timeout: how soon a dead member's partitions move")
+    mappings: Path | None = Field(
+        None, description="mapping file (TOML) of vendor messages to read as heartbeats: its MQTT topic filters "
+        "and Kafka topics are consumed beside the native ones (deploy/examples/mappings/)")
     ingest_source: Literal["mqtt", "kafka", "both"] = Field(
         "mqtt", description="default of `citykpi ingest --source`")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="the province's time zone: buckets and dates use it")

@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from base.settings import environment_help, load_settings
 
@@ -9,9 +10,26 @@ from base.settings import environment_help, load_settings
 def _ingest(args: argparse.Namespace) -> int:
     from ingest.service import run_forever
 
+    from ingest.mapping.spec import MappingError, load_mappings
+
     settings = load_settings()
+    if args.mappings is not None:
+        settings = settings.model_copy(update={"mappings": args.mappings})
+    if settings.mappings is not None:
+        try:  # checked before any connection: a mistake in the file is the operator's to fix, not to retry
+            load_mappings(settings.mappings)
+        except MappingError as exc:
+            print(f"citykpi ingest: {exc}", file=sys.stderr)
+            return 2
     source = args.source or settings.ingest_source
     return run_forever(settings, ("mqtt", "kafka") if source == "both" else (source,))
+
+
+def _check_mappings(args: argparse.Namespace) -> int:
+    from ingest.mapping.check import check_mappings
+
+    return check_mappings(args.file, sample=args.sample, topic=args.topic, key=args.key,
+                          zone=load_settings().zone, out=sys.stdout, err=sys.stderr)
 
 
 def _unknown_devices(args: argparse.Namespace) -> int:
@@ -36,7 +54,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         epilog=environment_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     ingest.add_argument("--source", choices=("mqtt", "kafka", "both"), default=None,
                         help="which brokers to consume (default: CITYKPI_INGEST_SOURCE, else mqtt)")
+    ingest.add_argument("--mappings", type=Path, default=None, metavar="FILE",
+                        help="mapping file of vendor messages (default: CITYKPI_MAPPINGS); see "
+                        "`citykpi mappings check`")
     ingest.set_defaults(func=_ingest)
+    mappings = commands.add_parser("mappings", help="check a mapping file of vendor messages").add_subparsers(
+        dest="mappings_command", required=True)
+    check = mappings.add_parser(
+        "check", help="compile a mapping file; with --sample, print the heartbeats a sample message becomes",
+        description="Compiles FILE and lists its mappings. With --sample, reads the sample message as if it had "
+        "arrived on --topic (an MQTT topic, or kafka:TOPIC) and prints each heartbeat it becomes (JSON, one a "
+        "line), or every problem with its mapping and path; exit 1 when a heartbeat is refused.")
+    check.add_argument("file", type=Path)
+    check.add_argument("--sample", type=Path, help="a message body, as the device sends it")
+    check.add_argument("--topic", help="the MQTT topic it arrives on, or kafka:TOPIC")
+    check.add_argument("--key", help="the Kafka record key, for kafka:TOPIC")
+    check.set_defaults(func=_check_mappings)
 
 
 def add_registry_commands(registry: argparse._SubParsersAction) -> None:

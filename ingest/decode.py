@@ -11,13 +11,17 @@ and makes the `Message` a source hands to the sink.
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import ValidationError
 
+from ingest import metrics
 from ingest.fastpath import accept
+from ingest.mapping.apply import apply_mapping
+from ingest.mapping.spec import Mapping
 from ingest.message import Accepted, Acknowledge, Decoded, Message, Rejection
-from ingest.schema import Heartbeat
+from ingest.schema import Heartbeat, MappedHeartbeat
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,20 @@ class DecodeStage:
     overlaps the sink's waits on the database; the sink only writes.
     """
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, zone: ZoneInfo | None = None) -> None:
         self.limits = limits
+        self.zone = zone or ZoneInfo("Asia/Ho_Chi_Minh")
 
     def message(self, *, source: str, origin: str, payload: bytes, received_at: datetime,
                 expected_device_id: str | None, allow_array: bool, acknowledge: Acknowledge,
-                gateway_id: str | None = None, flush: Acknowledge | None = None) -> Message:
-        decoded = decode_message(payload, received_at=received_at, expected_device_id=expected_device_id,
-                                 allow_array=allow_array, limits=self.limits)
+                gateway_id: str | None = None, flush: Acknowledge | None = None,
+                mapping: Mapping | None = None, topic_levels: tuple[str, ...] = (), key: str | None = None) -> Message:
+        if mapping is None:
+            decoded = decode_message(payload, received_at=received_at, expected_device_id=expected_device_id,
+                                     allow_array=allow_array, limits=self.limits)
+        else:
+            decoded = decode_mapped(payload, mapping, topic_levels=topic_levels, key=key, received_at=received_at,
+                                    limits=self.limits, zone=self.zone)
         return Message(source, origin, payload, received_at, expected_device_id, allow_array, acknowledge, decoded,
                        gateway_id, flush)
 
@@ -132,9 +142,47 @@ def decode_message_reference(raw: bytes, *, received_at: datetime, expected_devi
     return Decoded(accepted, rejected, positions)
 
 
+def decode_mapped(raw: bytes, mapping: Mapping, *, topic_levels: tuple[str, ...] = (), key: str | None = None,
+                  received_at: datetime, limits: Limits, zone: ZoneInfo) -> Decoded:
+    """A vendor's message through its mapping (ingest/mapping/), then the contract's model and the same checks
+    of transport and clock as a native heartbeat. Every refusal names the mapping; its bytes are the message's."""
+    if len(raw) > limits.max_message_bytes:
+        decoded = _reject("too_large", f"mapping {mapping.name!r}: {len(raw)} bytes > {limits.max_message_bytes}",
+                          raw[:1024])
+        metrics.MAPPED_MESSAGES.labels(mapping.name, "refused").inc()
+        return decoded
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:  # integers beyond 64 bits and the like: the json module reads them, the mapping judges them
+            document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        except (ValueError, RecursionError) as exc:
+            metrics.MAPPED_MESSAGES.labels(mapping.name, "refused").inc()
+            return _reject("not_json", f"mapping {mapping.name!r}: {str(exc)[:200]}", raw)
+    mapped = apply_mapping(mapping, document, topic_levels=topic_levels, key=key, received_at=received_at,
+                           zone=zone)
+    rejected = [Rejection("mapping", problem, raw) for problem in mapped.problems]
+    accepted: list[Accepted] = []
+    positions: list[int] = []
+    for heartbeat, position in mapped.heartbeats:
+        where = f"mapping {mapping.name!r}: " + (f"[{position}] " if mapping.each is not None else "")
+        try:
+            valid = Accepted.of(MappedHeartbeat.model_validate(heartbeat))
+        except ValidationError as exc:
+            rejected.append(Rejection("schema", where + _describe(exc), raw))
+            continue
+        _judge(valid, where, raw, [heartbeat], 0, received_at, None, limits, accepted, rejected, [])
+        positions = [-1] * len(accepted)
+    outcome = "refused" if not accepted else "partly" if rejected else "mapped"
+    metrics.MAPPED_MESSAGES.labels(mapping.name, outcome).inc()
+    return Decoded(accepted, rejected, positions)
+
+
 def element_raw(raw: bytes, position: int) -> bytes:
     """The bytes a rejection of the heartbeat at `position` carries, the same as the decoder's own rejections:
     the message itself for a single object (or a one-element array), the element re-encoded otherwise."""
+    if position < 0:
+        return raw
     document = json.loads(raw, parse_constant=_refuse_constant)
     if not isinstance(document, list):
         return raw

@@ -25,7 +25,7 @@ class Accepted(NamedTuple):
     model itself, because building a pydantic instance costs more than deciding validity on the hot path."""
 
     device_id: str
-    kind: DeviceKind
+    kind: DeviceKind | None  # None: a mapped heartbeat whose kind the registry gives (the sink fills it)
     ts: datetime
     seq: int | None
     status: Status
@@ -45,7 +45,8 @@ class Decoded:
     accepted: list[Accepted]
     rejected: list[Rejection]
     # Where each accepted heartbeat stands in a gateway's array (0 for a single object): a check made later,
-    # against the registry, can then dead-letter that element's bytes alone (`element_raw`).
+    # against the registry, can then dead-letter that element's bytes alone (`element_raw`). -1: the whole
+    # message's bytes (a mapped message, whose heartbeats are not elements of a top-level array).
     positions: list[int] = field(default_factory=list)
 
 

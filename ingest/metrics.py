@@ -30,6 +30,10 @@ DEAD_LETTERS_SUPPRESSED = Counter(
     "citykpi_ingest_dead_letters_suppressed_total",
     "Rejections over a sender's dead-letter rate (CITYKPI_DEAD_LETTER_RATE_PER_MINUTE): counted, not stored",
     ["source", "reason"])
+MAPPED_MESSAGES = Counter(
+    "citykpi_ingest_mapped_messages_total",
+    "Messages read through a mapping (CITYKPI_MAPPINGS), by mapping and outcome: every heartbeat made, some "
+    "refused by the mapping or the contract (partly), none made (refused)", ["mapping", "outcome"])
 BATCH_ROWS = Histogram(
     "citykpi_ingest_batch_rows", "Heartbeats per database transaction",
     buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000))

@@ -58,6 +58,13 @@ class Heartbeat(BaseModel):
         return is_healthy(self.kind, self.status, self.checks, self.measurements)
 
 
+class MappedHeartbeat(Heartbeat):
+    """A heartbeat a mapping made of a vendor's message (ingest/mapping/): held to the same contract, except
+    that its kind may be left to the registry (None), which the sink then applies."""
+
+    kind: DeviceKind | None = Field(None, description="what the device is; None: the registry's kind")
+
+
 def parse_timestamp(value: Any) -> datetime:
     """`ts` as the contract reads it; ValueError says why not. Shared with the hot-path decoder."""
     # bool is an int in Python; a `true` timestamp is a device bug, not 1 ms after the epoch.

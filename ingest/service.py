@@ -15,6 +15,8 @@ from base.db import connect
 from base.settings import Settings
 from ingest.dead_letters import DeadLetterLimit, DeadLetterRetention
 from ingest.decode import DecodeStage, Limits
+from ingest.mapping.routes import Routes
+from ingest.mapping.spec import load_mappings
 from ingest.endpoint import OpsEndpoint
 from ingest.kafka import KafkaSource
 from ingest.mqtt import MqttSource
@@ -31,21 +33,30 @@ def limits_from(settings: Settings) -> Limits:
                   lateness_window=settings.lateness_window)
 
 
-def build_mqtt_source(settings: Settings) -> MqttSource:
+def load_routes(settings: Settings) -> Routes:
+    """The mapping file of CITYKPI_MAPPINGS (or --mappings), compiled once; no routes without one."""
+    if settings.mappings is None:
+        return Routes([], native_kafka_topic=settings.kafka_topic)
+    return Routes(load_mappings(settings.mappings),
+                  native_kafka_topic=settings.kafka_topic)
+
+
+def build_mqtt_source(settings: Settings, routes: Routes | None = None) -> MqttSource:
     return MqttSource(
         settings.mqtt_url, client_id=settings.mqtt_client_id, topic_prefix=settings.mqtt_topic_prefix,
         protocol=settings.mqtt_protocol, receive_maximum=settings.mqtt_receive_maximum,
-        shared_group=settings.mqtt_shared_group, tls=MqttTls.from_settings(settings),
+        shared_group=settings.mqtt_shared_group, tls=MqttTls.from_settings(settings), routes=routes,
         username=settings.mqtt_username,
         password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
 
 
-def build_kafka_source(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> KafkaSource:
+def build_kafka_source(settings: Settings, *, clock: Callable[[], datetime] | None = None,
+                       routes: Routes | None = None) -> KafkaSource:
     return KafkaSource(
         settings.kafka_bootstrap, topic=settings.kafka_topic, group_id=settings.kafka_group_id,
         max_in_flight=settings.kafka_max_in_flight, commit_interval_s=settings.kafka_commit_interval_s,
         session_timeout_ms=settings.kafka_session_timeout_ms, security=KafkaSecurity.from_settings(settings),
-        clock=clock or (lambda: datetime.now(UTC)))
+        clock=clock or (lambda: datetime.now(UTC)), routes=routes)
 
 
 class Ingest:
@@ -61,7 +72,8 @@ class Ingest:
         self.database_url = database_url
         self.stop_event = threading.Event()
         self._stopped = False
-        self.decode = DecodeStage(limits_from(settings))
+        self.decode = DecodeStage(limits_from(settings), settings.zone)
+        routes = load_routes(settings)
         self.sink = HeartbeatSink(database_url, stop_event=self.stop_event, max_backoff_s=settings.retry_max_backoff_s,
                                   dead_letter_limit=DeadLetterLimit(settings.dead_letter_rate_per_minute),
                                   max_raw_bytes=settings.dead_letter_max_raw_bytes)
@@ -73,12 +85,12 @@ class Ingest:
                                    **worker_options)
         self.sources: list[MqttSource | KafkaSource] = []
         if "mqtt" in sources:
-            source = build_mqtt_source(settings)
+            source = build_mqtt_source(settings, routes)
             if clock is not None:
                 source.clock = clock
             self.sources.append(source)
         if "kafka" in sources:
-            self.sources.append(build_kafka_source(settings, clock=clock))
+            self.sources.append(build_kafka_source(settings, clock=clock, routes=routes))
 
     def start(self) -> None:
         self.worker.start()

@@ -29,6 +29,7 @@ from aiokafka.structs import TopicPartition
 from base.brokers.kafka import KafkaSecurity, connection_problem
 from ingest import metrics
 from ingest.decode import DecodeStage
+from ingest.mapping.routes import Routes
 from ingest.handoff import Handoff
 from ingest.kafka.offsets import OffsetTracker
 from ingest.message import Message
@@ -52,9 +53,10 @@ class KafkaSource:
     def __init__(self, bootstrap: str, *, topic: str, group_id: str, client_id: str = "citykpi-ingest",
                  max_in_flight: int = 10000, commit_interval_s: float = 1.0, session_timeout_ms: int = 10000,
                  revoke_drain_s: float = 10.0, security: KafkaSecurity | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), routes: Routes | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.routes = routes or Routes([], native_kafka_topic=topic)
         self.group_id = group_id
         self.client_id = client_id
         self.max_in_flight = max_in_flight
@@ -137,7 +139,7 @@ class KafkaSource:
                 # Members finish their revoke (drain, commit) before the group moves on.
                 rebalance_timeout_ms=max(self.session_timeout_ms, int(self.revoke_drain_s * 1000) + 5000),
                 **self._client_options)
-            consumer.subscribe([self.topic], listener=_CommitOnRevoke(self, consumer))
+            consumer.subscribe([self.topic, *self.routes.kafka_topics], listener=_CommitOnRevoke(self, consumer))
             started = False
             try:
                 await consumer.start()
@@ -277,6 +279,12 @@ class KafkaSource:
         key = record.key.decode("utf-8", "replace") if record.key is not None else ""
         expected_device_id = None if is_array else key
         assert self._decode is not None
+        if (mapping := self.routes.for_kafka_topic(record.topic)) is not None:
+            return self._decode.message(
+                source="kafka", origin=f"{record.topic}/{record.partition}/{record.offset}", payload=value,
+                received_at=received_at, expected_device_id=None, allow_array=False, acknowledge=acknowledge,
+                gateway_id=key if mapping.gateway_id is not None else None, mapping=mapping,
+                key=key if record.key is not None else None)
         # Decoded here, on the consumer's thread: the loop is held for a fetch's worth of records (2 000 at
         # most, ~10 µs each).
         return self._decode.message(

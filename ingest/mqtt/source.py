@@ -21,6 +21,8 @@ from paho.mqtt.properties import Properties
 from base.brokers.mqtt import MqttTls, describe_connect_error, parse_mqtt_url
 from ingest import metrics
 from ingest.decode import DecodeStage
+from ingest.mapping.paths import Where
+from ingest.mapping.routes import Routes
 from ingest.handoff import Handoff
 from ingest.message import Message
 
@@ -174,7 +176,8 @@ class MqttSource:
     def __init__(self, url: str, *, client_id: str, topic_prefix: str = "devices",
                  gateway_prefix: str = "gateways", protocol: str = "5", receive_maximum: int = 1000,
                  username: str | None = None, password: str | None = None, shared_group: str | None = None,
-                 tls: MqttTls | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 tls: MqttTls | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 routes: Routes | None = None) -> None:
         if shared_group is not None and protocol != "5":
             raise ValueError("CITYKPI_MQTT_SHARED_GROUP needs CITYKPI_MQTT_PROTOCOL=5: shared subscriptions are MQTT 5")
         self.shared_group = shared_group
@@ -184,6 +187,7 @@ class MqttSource:
         self.topic_prefix = topic_prefix.rstrip("/")
         self.gateway_prefix = gateway_prefix.rstrip("/")
         self.protocol = protocol
+        self.routes = routes or Routes([])
         self.receive_maximum = receive_maximum
         self.clock = clock
         self.connected = threading.Event()
@@ -229,7 +233,8 @@ class MqttSource:
 
     @property
     def subscriptions(self) -> list[str]:
-        topics = [f"{self.topic_prefix}/+/heartbeat", f"{self.gateway_prefix}/+/heartbeats"]
+        topics = [f"{self.topic_prefix}/+/heartbeat", f"{self.gateway_prefix}/+/heartbeats",
+                  *self.routes.mqtt_filters]
         # Workers in one share group split the messages; the broker still delivers them on their own topics.
         return [f"$share/{self.shared_group}/{t}" for t in topics] if self.shared_group else topics
 
@@ -316,9 +321,16 @@ class MqttSource:
             topic = msg._topic.decode("utf-8", "replace")  # noqa: SLF001 - paho keeps the bytes only there
         levels = topic.split("/")
         is_gateway = len(levels) == 3 and levels[0] == self.gateway_prefix and levels[2] == "heartbeats"
-        device_id = levels[1] if len(levels) == 3 and not is_gateway else None
+        is_native = is_gateway or len(levels) == 3 and levels[0] == self.topic_prefix and levels[2] == "heartbeat"
+        # A topic neither native nor mapped vouches for no device (""), so its heartbeat is dead-lettered as a
+        # device mismatch naming the topic.
+        device_id = None if is_gateway else levels[1] if len(levels) == 3 else ""
         # The broker's ACL lets only gateway G write gateways/G/heartbeats: the topic vouches for the gateway.
         gateway_id = levels[1] if is_gateway else None
+        mapping = None if is_native else self.routes.for_topic(levels)
+        if mapping is not None and mapping.gateway_id is not None:
+            gateway_id = mapping.gateway_id.read(Where(None, None, tuple(levels)))
+            gateway_id = gateway_id if isinstance(gateway_id, str) else ""
         mid, qos, connection = msg.mid, msg.qos, self._connection
 
         def acknowledge() -> None:
@@ -329,7 +341,7 @@ class MqttSource:
         self._arrived.append(self._decode.message(
             source="mqtt", origin=topic, payload=msg.payload, received_at=self.clock(),
             expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge, gateway_id=gateway_id,
-            flush=self._flush_acknowledgements))
+            flush=self._flush_acknowledgements, mapping=mapping, topic_levels=tuple(levels)))
 
     def _hand_over(self) -> None:
         arrived, self._arrived = self._arrived, []

@@ -27,8 +27,9 @@ def stage_copy_data(rows: Iterable[tuple[Accepted, str, datetime, str | None]]) 
     for arrival, (hb, source, received_at, gateway_id) in enumerate(rows):
         if (received := received_text.get(received_at)) is None:
             received = received_text[received_at] = received_at.isoformat()
+        kind = NULL if hb.kind is None else hb.kind.value
         lines.append(
-            f"{arrival}\t{hb.device_id}\t{hb.ts.isoformat()}\t{hb.kind.value}\t{'t' if hb.healthy else 'f'}\t"
+            f"{arrival}\t{hb.device_id}\t{hb.ts.isoformat()}\t{kind}\t{'t' if hb.healthy else 'f'}\t"
             f"{hb.status.value}\t{NULL if hb.seq is None else hb.seq}\t{json_text(hb.checks)}\t"
             f"{json_text(hb.metrics)}\t{json_text(hb.measurements)}\t{source}\t{received}\t"
             f"{NULL if gateway_id is None else text_field(gateway_id)}\n")

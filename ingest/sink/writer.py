@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from base.db import connect, timescaledb_in_use
+from base.vocabulary import MONITOR_KINDS
 from ingest import metrics
 from ingest.dead_letters import DeadLetterLimit, raw_kept, sender
 from ingest.decode import element_raw
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 _CREATE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS heartbeat_stage (
-    arrival integer NOT NULL, device_id text NOT NULL, ts timestamptz NOT NULL, kind text NOT NULL,
+    arrival integer NOT NULL, device_id text NOT NULL, ts timestamptz NOT NULL, kind text,
     healthy boolean NOT NULL, status text NOT NULL, seq bigint, checks jsonb, metrics jsonb,
     measurements jsonb, source text NOT NULL, received_at timestamptz NOT NULL, gateway_id text
 ) ON COMMIT DELETE ROWS
@@ -40,6 +41,18 @@ _COPY_STAGE = (
     "COPY heartbeat_stage (arrival, device_id, ts, kind, healthy, status, seq, checks, metrics, measurements,"
     " source, received_at, gateway_id) FROM STDIN"
 )
+# A mapped heartbeat may leave its kind to the registry (ingest/mapping/): it takes the device's, and with it
+# the rule that a monitor is healthy only while it measures (ingest/schema.py's `is_healthy`, the one rule the
+# decoder could not apply without the kind). One statement fills them, the next refuses the rest: a device the
+# registry does not know has no kind to store.
+_KIND_FROM_REGISTRY = sql.SQL("""
+UPDATE heartbeat_stage s
+SET kind = d.kind,
+    healthy = s.healthy AND (d.kind <> ALL({monitors}) OR (s.measurements IS NOT NULL AND s.measurements <> '{{}}'))
+FROM devices d
+WHERE s.kind IS NULL AND d.device_id = s.device_id
+""").format(monitors=sql.Literal(sorted(k.value for k in MONITOR_KINDS)))
+_REMOVE_KIND_UNKNOWN = "DELETE FROM heartbeat_stage WHERE kind IS NULL RETURNING arrival"
 # DESIGN: "A heartbeat whose kind contradicts the registry's kind for that device is dead-lettered."
 _REMOVE_KIND_MISMATCHES = """
 DELETE FROM heartbeat_stage s USING devices d
@@ -251,6 +264,15 @@ class HeartbeatSink:
                         copy.write(stage_copy_data(
                             (item.heartbeat, item.message.source, item.message.received_at, item.message.gateway_id)
                             for item in staged))
+                    # Only mapped heartbeats leave the kind to the registry: no statement for the others.
+                    if any(item.heartbeat.kind is None for item in staged):
+                        cur.execute(_KIND_FROM_REGISTRY)
+                        for row in cur.execute(_REMOVE_KIND_UNKNOWN).fetchall():
+                            item = staged[row["arrival"]]
+                            refusals.append((item.message, item.refused(
+                                "kind_unknown", f"device {item.heartbeat.device_id} is not in the registry, and the "
+                                "mapping of its message takes the kind from the registry: register the device, or "
+                                "set kind in the mapping")))
                     for row in cur.execute(_REMOVE_KIND_MISMATCHES).fetchall():
                         item = staged[row["arrival"]]
                         refusals.append((item.message, item.refused(

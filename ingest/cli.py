@@ -8,9 +8,8 @@ from base.settings import environment_help, load_settings
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from ingest.service import run_forever
-
     from ingest.mapping.spec import MappingError, load_mappings
+    from ingest.service import run_forever
 
     settings = load_settings()
     if args.mappings is not None:

@@ -15,10 +15,10 @@ from base.db import connect
 from base.settings import Settings
 from ingest.dead_letters import DeadLetterLimit, DeadLetterRetention
 from ingest.decode import DecodeStage, Limits
-from ingest.mapping.routes import Routes
-from ingest.mapping.spec import load_mappings
 from ingest.endpoint import OpsEndpoint
 from ingest.kafka import KafkaSource
+from ingest.mapping.routes import Routes
+from ingest.mapping.spec import load_mappings
 from ingest.mqtt import MqttSource
 from ingest.pipeline import IngestWorker
 from ingest.sink import HeartbeatSink

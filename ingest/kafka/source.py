@@ -29,9 +29,9 @@ from aiokafka.structs import TopicPartition
 from base.brokers.kafka import KafkaSecurity, connection_problem
 from ingest import metrics
 from ingest.decode import DecodeStage
-from ingest.mapping.routes import Routes
 from ingest.handoff import Handoff
 from ingest.kafka.offsets import OffsetTracker
+from ingest.mapping.routes import Routes
 from ingest.message import Message
 
 log = logging.getLogger(__name__)

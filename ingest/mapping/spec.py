@@ -68,6 +68,9 @@ class Source:
 class Timestamp:
     path: Path | None  # None: the time the message was received
     format: str = "rfc3339"  # or epoch_s, epoch_ms, local, or a strptime pattern (from a yyyyMMddHHmmss one)
+    # A pattern's exact shape, every field at its full width: strptime alone reads "2026120410" as
+    # 2026-01-20 04:01 from yyyyMMddHHmmss.
+    shape: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,7 @@ def _mapping(entry: Any, max_items: int) -> Mapping:
     if kind != "registry" and kind not in DEVICE_KINDS:
         raise MappingError(f"kind: {kind!r} is neither 'registry' nor one of {', '.join(DEVICE_KINDS)}")
     gateway = entry.get("gateway_id")
-    gateway_path = compile_path(gateway) if gateway is not None else None
+    gateway_path = _path(gateway, "gateway_id") if gateway is not None else None
     if gateway_path is not None and gateway_path.origin not in ("topic", "key"):
         raise MappingError("gateway_id: only a topic level or the Kafka key: the transport must vouch for it")
     limit = entry.get("max_items", max_items)
@@ -186,7 +189,7 @@ def _mapping(entry: Any, max_items: int) -> Mapping:
         raise MappingError(f"max_items: an integer from 1 to {max_items}")
     mapping = Mapping(
         name=name, mqtt=mqtt, kafka=kafka,
-        each=compile_path(entry["each"]) if "each" in entry else None,
+        each=_path(entry["each"], "each") if "each" in entry else None,
         device_id=_source(entry["device_id"], "device_id"),
         kind=None if kind == "registry" else kind,
         ts=_timestamp(entry.get("ts", "received")),
@@ -215,9 +218,16 @@ def _check_topic_filter(text: Any) -> None:
         raise MappingError(f"mqtt: {text!r}: topics starting with '$' belong to the broker")
 
 
+def _path(text: Any, where: str) -> Path:
+    try:
+        return compile_path(text)
+    except PathError as exc:
+        raise MappingError(f"{where}: {exc}") from exc
+
+
 def _source(spec: Any, where: str) -> Source:
     if isinstance(spec, str):
-        return Source(compile_path(spec))
+        return Source(_path(spec, where))
     if not isinstance(spec, dict):
         raise MappingError(f"{where}: a path, or a table with path or value")
     _only(spec, {"path", "value", "optional", "scale", "from_text", "healthy_when"}, where)
@@ -229,7 +239,7 @@ def _source(spec: Any, where: str) -> Source:
     for flag in ("optional", "from_text"):
         if flag in spec and type(spec[flag]) is not bool:
             raise MappingError(f"{where}.{flag}: true or false")
-    return Source(path=compile_path(spec["path"]) if "path" in spec else None, value=spec.get("value"),
+    return Source(path=_path(spec["path"], f"{where}.path") if "path" in spec else None, value=spec.get("value"),
                   optional=spec.get("optional", False), scale=float(scale) if scale is not None else None,
                   from_text=spec.get("from_text", False),
                   healthy_when=_rule(spec["healthy_when"], f"{where}.healthy_when") if "healthy_when" in spec else None)
@@ -273,7 +283,7 @@ def _timestamp(spec: Any) -> Timestamp:
     if spec == "received":
         return Timestamp(None)
     if isinstance(spec, str):
-        return Timestamp(compile_path(spec))
+        return Timestamp(_path(spec, "ts"))
     if not isinstance(spec, dict):
         raise MappingError("ts: 'received', a path, or { path = …, format = … }")
     _only(spec, {"path", "format"}, "ts")
@@ -282,27 +292,30 @@ def _timestamp(spec: Any) -> Timestamp:
     form = spec.get("format", "rfc3339")
     if not isinstance(form, str):
         raise MappingError("ts.format: a string")
-    if form not in _TIME_FORMATS:
-        form = _strptime_pattern(form)
-    return Timestamp(compile_path(spec["path"]), form)
+    if form in _TIME_FORMATS:
+        return Timestamp(_path(spec["path"], "ts.path"), form)
+    form, shape = _strptime_pattern(form)
+    return Timestamp(_path(spec["path"], "ts.path"), form, re.compile(shape, re.ASCII))
 
 
-def _strptime_pattern(pattern: str) -> str:
-    out, at = [], 0
+def _strptime_pattern(pattern: str) -> tuple[str, str]:
+    out, shape, at = [], [], 0
     while at < len(pattern):
         token = next((t for t in _PATTERN_TOKENS if pattern.startswith(t, at)), None)
         if token is not None:
             out.append(_PATTERN_TOKENS[token])
+            shape.append(f"[0-9]{{{len(token)}}}")
             at += len(token)
         elif pattern[at] in " -:/T._":
             out.append(pattern[at])
+            shape.append(re.escape(pattern[at]))
             at += 1
         else:
             raise MappingError(f"ts.format: {pattern!r}: one of {', '.join(_TIME_FORMATS)}, or a pattern of "
                                f"yyyy MM dd HH mm ss and the separators ' -:/T._'")
     if not all(t in out for t in ("%Y", "%m", "%d", "%H", "%M")):
         raise MappingError(f"ts.format: {pattern!r} lacks one of yyyy, MM, dd, HH, mm")
-    return "".join(out)
+    return "".join(out), "".join(shape)
 
 
 def _status(spec: Any, where: str) -> StatusSource:
@@ -329,7 +342,7 @@ def _status(spec: Any, where: str) -> StatusSource:
     optional = spec.get("optional", False)
     if type(optional) is not bool:
         raise MappingError(f"{where}.optional: true or false")
-    return StatusSource(compile_path(spec["path"]), words, rule, otherwise, optional)
+    return StatusSource(_path(spec["path"], f"{where}.path"), words, rule, otherwise, optional)
 
 
 def _readings(spec: Any) -> Readings:
@@ -345,6 +358,7 @@ def _readings(spec: Any) -> Readings:
     from_text = spec.get("from_text", False)
     if type(from_text) is not bool:
         raise MappingError("readings.from_text: true or false")
-    return Readings(compile_path(spec["path"]), compile_path(spec["name"]), compile_path(spec["value"]),
+    return Readings(_path(spec["path"], "readings.path"), _path(spec["name"], "readings.name"),
+                    _path(spec["value"], "readings.value"),
                     _status(spec["status"], "readings.status") if "status" in spec else None,
                     float(scale) if scale is not None else None, from_text)

@@ -21,9 +21,9 @@ from paho.mqtt.properties import Properties
 from base.brokers.mqtt import MqttTls, describe_connect_error, parse_mqtt_url
 from ingest import metrics
 from ingest.decode import DecodeStage
+from ingest.handoff import Handoff
 from ingest.mapping.paths import Where
 from ingest.mapping.routes import Routes
-from ingest.handoff import Handoff
 from ingest.message import Message
 
 log = logging.getLogger(__name__)

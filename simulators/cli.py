@@ -10,6 +10,7 @@ from pathlib import Path
 
 from base.settings import load_settings
 from base.vocabulary import DEFAULT_HEARTBEAT_INTERVAL_S
+from simulators.vendor_formats import FORMATS
 
 
 def _duration(text: str) -> timedelta:
@@ -95,16 +96,20 @@ def _worker(args: argparse.Namespace, devices: Devices, gateways: Gateways, inde
                                 security=KafkaSecurity.from_settings(settings)))
     if args.backfill:
         progress = Progress("Gửi dữ liệu quá khứ", _expected_messages(devices, start, end)) if show_progress else None
-        report = backfill(fleet, transport, start, end, seed=args.seed, progress=progress)
+        report = backfill(fleet, transport, start, end, seed=args.seed, progress=progress, vendor=args.format)
     else:
         progress = Progress(f"Mô phỏng ×{args.speed:g}", int((end - start).total_seconds())) if show_progress else None
-        report = live(fleet, transport, start, end, seed=args.seed, speed=speed, progress=progress)
+        report = live(fleet, transport, start, end, seed=args.seed, speed=speed, progress=progress,
+                      vendor=args.format)
     if progress is not None:
         progress.finish()
     return report.messages, report.seconds
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    if args.format != "native" and args.transport != "mqtt":
+        print(f"citykpi simulate: --format {args.format} is published over MQTT only", file=sys.stderr)
+        return 2
     if args.province:
         devices, gateways = _devices_from_registry(Path(args.province))
     else:
@@ -142,6 +147,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--synthetic", type=int, metavar="N", help="a synthetic province, N key points per category")
     simulate.add_argument("--write-registry", metavar="DIR", help="with --synthetic: write points.csv and devices.csv")
     simulate.add_argument("--transport", choices=["mqtt", "kafka"], default="mqtt")
+    simulate.add_argument("--format", choices=FORMATS, default="native",
+                          help="our heartbeat, or a vendor's message read through deploy/examples/mappings/ "
+                          "(MQTT only; ingest needs --mappings with that file)")
     simulate.add_argument("--speed", type=float, default=1.0, help="devices beat this many times faster")
     simulate.add_argument("--duration", type=_duration, default=timedelta(minutes=10), help="e.g. 90s, 10m, 2h")
     simulate.add_argument("--backfill", nargs=2, type=_instant, metavar=("FROM", "TO"),

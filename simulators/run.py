@@ -44,11 +44,11 @@ def build_fleet(devices: list[tuple[str, str, int]], shares: FaultShares, start:
 
 
 def backfill(fleet: list[SimDevice], transport: Transport, start: datetime, end: datetime, *, seed: int,
-             progress: Progress | None = None) -> RunReport:
+             progress: Progress | None = None, vendor: str = "native") -> RunReport:
     """History at full speed: timestamps in [start, end), sent now (mind the ingest's lateness window)."""
     began = time.perf_counter()
     count = 0
-    for message in fleet_messages(fleet, start, end, seed=seed):
+    for message in fleet_messages(fleet, start, end, seed=seed, vendor=vendor):
         transport.send(message)
         count += 1
         if progress is not None:
@@ -58,13 +58,15 @@ def backfill(fleet: list[SimDevice], transport: Transport, start: datetime, end:
 
 
 def live(fleet: list[SimDevice], transport: Transport, start: datetime, end: datetime, *, seed: int,
-         speed: float = 1.0, progress: Progress | None = None, stop: threading.Event | None = None) -> RunReport:
+         speed: float = 1.0, progress: Progress | None = None, stop: threading.Event | None = None,
+         vendor: str = "native") -> RunReport:
     """Each message leaves when its send time comes on the wall clock; stops by itself at `end`, or as soon as
     `stop` is set (what was sent is still flushed to the broker)."""
     stop = stop or threading.Event()
     began = time.perf_counter()
     count = 0
-    for message in fleet_messages(fleet, start, end, seed=seed, gateway_window=timedelta(seconds=60 / speed)):
+    for message in fleet_messages(fleet, start, end, seed=seed, gateway_window=timedelta(seconds=60 / speed),
+                                  vendor=vendor):
         wait = (message.send_at - datetime.now(UTC)).total_seconds()
         if stop.wait(max(wait, 0)):  # pacing a load generator to the wall clock, not synchronising a test
             break

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from simulators.faults import FaultShares
 from simulators.fleet import MONITOR_MEASUREMENTS, Behaviour, DeviceProfile, heartbeats
+from simulators.vendor_formats import thingsboard
 
 
 @dataclass(frozen=True, order=True)
@@ -77,7 +78,8 @@ def assign_faults(devices: list[tuple[str, str, int]], shares: FaultShares, star
     return fleet
 
 
-def _device_messages(device: SimDevice, start: datetime, end: datetime, rng: random.Random) -> Iterator[Outgoing]:
+def _device_messages(device: SimDevice, start: datetime, end: datetime, rng: random.Random,
+                     vendor: str = "native") -> Iterator[Outgoing]:
     profile = device.profile
     gap_start = profile.trouble_start or start
     gap_end = gap_start + timedelta(hours=profile.trouble_hours)
@@ -94,30 +96,35 @@ def _device_messages(device: SimDevice, start: datetime, end: datetime, rng: ran
         if held:
             # The link is back: the backlog goes out now, newest first as many loggers flush it.
             for _, old in sorted(held, key=lambda item: item[0], reverse=True):
-                yield _encode(device, measured, old)
+                yield _encode(device, measured, old, vendor=vendor)
             held.clear()
-        yield _encode(device, measured, body, rng)
+        yield _encode(device, measured, body, rng, vendor=vendor)
         if device.duplicates and rng.random() < 0.1:
-            yield _encode(device, measured + timedelta(seconds=1), body)
+            yield _encode(device, measured + timedelta(seconds=1), body, vendor=vendor)
 
 
-def _encode(device: SimDevice, send_at: datetime, body: dict, rng: random.Random | None = None) -> Outgoing:
+def _encode(device: SimDevice, send_at: datetime, body: dict, rng: random.Random | None = None, *,
+            vendor: str = "native") -> Outgoing:
     device_id = device.profile.device_id
-    data = json.dumps(body, ensure_ascii=False).encode()
+    if vendor == "thingsboard":
+        topic, data = thingsboard(device_id, body)
+        kind_broken = data[: len(data) // 3]  # no kind to break: cut instead, so the same draws are refused
+    else:
+        topic, data = f"devices/{device_id}/heartbeat", json.dumps(body, ensure_ascii=False).encode()
+        kind_broken = data.replace(b'"kind": "', b'"kind": "x-')
     if device.malformed and rng is not None and rng.random() < 0.05:
-        data = rng.choice((data[: len(data) // 2], data.replace(b'"ts"', b'"time"'),
-                           data.replace(b'"kind": "', b'"kind": "x-')))
-    topic = f"devices/{device_id}/heartbeat"
+        data = rng.choice((data[: len(data) // 2], data.replace(b'"ts"', b'"time"'), kind_broken))
     return Outgoing(send_at, topic, device_id, data)
 
 
 def fleet_messages(fleet: list[SimDevice], start: datetime, end: datetime, *, seed: int,
-                   gateway_window: timedelta = timedelta(seconds=60)) -> Iterator[Outgoing]:
-    """Every device's messages merged by send time; a gateway's cameras go out together as one array."""
-    streams = [_device_messages(d, start, end, random.Random(f"{seed}:{d.profile.device_id}:messages"))
+                   gateway_window: timedelta = timedelta(seconds=60), vendor: str = "native") -> Iterator[Outgoing]:
+    """Every device's messages merged by send time; a gateway's cameras go out together as one array (in our
+    own format only: in a `vendor` format every device sends its own messages)."""
+    streams = [_device_messages(d, start, end, random.Random(f"{seed}:{d.profile.device_id}:messages"), vendor)
                for d in fleet]
     merged = heapq.merge(*streams, key=lambda m: m.send_at)
-    gateway_of = {d.profile.device_id: d.gateway_id for d in fleet if d.gateway_id}
+    gateway_of = {d.profile.device_id: d.gateway_id for d in fleet if d.gateway_id} if vendor == "native" else {}
     for message in _batch_gateways(merged, gateway_of, window=gateway_window):
         # The last gateway batches would otherwise leave after the run has ended.
         yield message if message.send_at <= end else replace(message, send_at=end)

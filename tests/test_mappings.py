@@ -60,6 +60,7 @@ BASE = 'name = "m"\nmqtt = "x/+/y"\ndevice_id = "topic[1]"\n'
     ("[[mapping]]\n" + BASE + "ts = { path = 't', format = 'dd/MM/yyyy QQ' }", "ts.format: 'dd/MM/yyyy QQ'"),
     ("[[mapping]]\n" + BASE + "gateway_id = 'vms'", "gateway_id: only a topic level or the Kafka key"),
     ("[[mapping]]\n" + BASE + "status = { path = 's', ok = ['a'], fault = ['a'] }", "'a' is both ok and fault"),
+    ("[[mapping]]\n" + BASE + "status = { path = 's', ok = [[1]] }", "status.ok: [1] is not a string, number"),
     ("[[mapping]]\n" + BASE + "metrics.x = { path = 'a', scale = 0 }", "metrics.x.scale: a finite, non-zero"),
     ("[[mapping]]\n" + BASE + "[[mapping]]\n" + BASE, "mapping 'm': the name is used twice"),
 ])
@@ -383,3 +384,124 @@ def test_mapped_and_native_heartbeats_of_the_same_behaviour_are_stored_alike(dat
               if r["device_id"] == "aq-native"]
     assert len(mapped) == 3 and mapped == native
     assert [healthy for _, _, healthy, *_ in mapped] == [True, False, True]
+
+
+@pytest.mark.kafka
+def test_a_kafka_topic_read_through_a_mapping_beside_the_native_one(database_url: str, kafka_bootstrap: str,
+                                                                   db: psycopg.Connection, tmp_path: Path) -> None:
+    from ingest.service import KafkaIngest
+    from tests.kafka_helpers import produce
+
+    suffix = uuid.uuid4().hex[:8]
+    native_topic, vendor_topic = f"heartbeats-{suffix}", f"tb-{suffix}"
+    mappings = tmp_path / "kafka.toml"
+    mappings.write_text(f"""
+[[mapping]]
+name = "tb-kafka"
+kafka = "{vendor_topic}"
+device_id = "key"
+kind = "air_monitor"
+ts = {{ path = "ts", format = "epoch_ms" }}
+measurements.pm25 = "values.pm25"
+""")
+    ts = NOW - timedelta(minutes=2)
+    produce(kafka_bootstrap, vendor_topic, [
+        (b"aq-1", json.dumps({"ts": int(ts.timestamp() * 1000), "values": {"pm25": 12.5}}).encode()),
+        (b"aq-2", json.dumps({"ts": int(ts.timestamp() * 1000), "values": {}}).encode())])
+    produce(kafka_bootstrap, native_topic, [(b"cam-1", json.dumps(
+        {"device_id": "cam-1", "kind": "cctv", "ts": ts.isoformat()}).encode())])
+    settings = Settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap, kafka_topic=native_topic,
+                        kafka_group_id=f"group-{suffix}", batch_max_wait_s=0.05, kafka_commit_interval_s=0.2,
+                        kafka_session_timeout_ms=6000, mappings=mappings)
+    ingest = KafkaIngest(settings, database_url)
+    ingest.start()
+    wait_for(lambda: db.execute("SELECT (SELECT count(*) FROM heartbeats) + (SELECT count(*) FROM dead_letters)"
+                                " AS n").fetchone()["n"] == 3, timeout_s=60, what="three outcomes")
+    ingest.stop()
+    rows = db.execute("SELECT device_id, kind, measurements, source FROM heartbeats ORDER BY device_id").fetchall()
+    assert [(r["device_id"], r["kind"], r["measurements"], r["source"]) for r in rows] == [
+        ("aq-1", "air_monitor", {"pm25": 12.5}, "kafka"), ("cam-1", "cctv", None, "kafka")]
+    letter, = db.execute("SELECT origin, reason, detail FROM dead_letters").fetchall()
+    assert letter["origin"].startswith(f"{vendor_topic}/") and letter["reason"] == "mapping"
+    assert letter["detail"] == "mapping 'tb-kafka': measurements.pm25: nothing at 'values.pm25'"
+
+
+def test_a_kafka_mapping_may_not_read_the_native_topic(tmp_path: Path) -> None:
+    mappings = tmp_path / "m.toml"
+    mappings.write_text('[[mapping]]\nname = "x"\nkafka = "heartbeats"\ndevice_id = "key"\n')
+    with pytest.raises(MappingError, match="kafka topic 'heartbeats' carries native heartbeats"):
+        Routes(load_mappings(mappings), native_kafka_topic="heartbeats")
+
+
+def test_ingest_refuses_to_start_with_a_broken_mapping_file(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[[mapping]]\nname = "x"\nmqtt = "a/+"\ndevice_id = "topic[9"\n')
+    monkeypatch.setenv("CITYKPI_MQTT_URL", "mqtt://127.0.0.1:9")  # never reached
+    assert main(["ingest", "--mappings", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"citykpi ingest: {broken}: mapping 'x': device_id: 'topic[9': ")
+
+
+def _simulate_into(database_url: str, broker, fleet, start: datetime, end: datetime, vendor: str,
+                   mappings: Path) -> None:
+    from simulators.run import backfill
+    from simulators.transports import MqttTransport
+
+    settings = Settings(database_url=database_url, mqtt_url=broker.url,
+                        mqtt_protocol="5" if broker.supports_mqtt5 else "3.1.1",
+                        mqtt_client_id=f"sim-{uuid.uuid4().hex[:6]}", batch_max_wait_s=0.05, mappings=mappings)
+    ingest = MqttIngest(settings, database_url)
+    ingest.start()
+    wait_for(ingest.source.connected.is_set, what="ingest connected")
+    report = backfill(fleet, MqttTransport(broker.url, client_id=f"sim-{uuid.uuid4().hex[:6]}"), start, end,
+                      seed=11, vendor=vendor)
+    wait_for(lambda: ingest.worker.totals.messages >= report.messages, what="every simulated message written")
+    ingest.stop()
+
+
+def test_a_fleet_sending_thingsboard_telemetry_gives_the_kpi_numbers_of_the_same_fleet_sending_heartbeats(
+        server_url: str, migrated_template: str, mqtt_broker, tmp_path: Path) -> None:
+    """The same simulated behaviour — outages, faults, flapping, monitors that stop measuring, duplicates, late
+    and malformed messages — once in our format and once as ThingsBoard telemetry through the shipped mapping:
+    the six sensor indicators come out the same, numerator and denominator."""
+    from catalog import load_catalog
+    from devstack.databases import scratch_database
+    from kpi.indicators import all_sensor_values
+    from kpi.point_rollups import refresh
+    from simulators.faults import FaultShares
+    from simulators.run import build_fleet
+
+    catalog = load_catalog()
+    kinds = {i.sensor.device_kind: i.sensor.category for i in catalog.sensor_indicators()}
+    devices = [(f"{kind}-{n}", kind, 300) for kind in kinds for n in range(6)]
+    start = (NOW - timedelta(hours=6)).replace(minute=0, second=0)
+    end = NOW - timedelta(minutes=1)
+    shares = FaultShares(outage=0.2, faulty=0.15, flapping=0.15, not_collecting=0.15, duplicates=0.2,
+                         store_and_forward=0.1, malformed=0.3)
+    # No VMS: in a vendor format every camera sends its own messages (simulators/stream.py).
+    fleet = build_fleet(devices, shares, start, end, seed=11, gateways={})
+    values = {}
+    for vendor in ("native", "thingsboard"):
+        with scratch_database(server_url, "citykpi_test", template=migrated_template) as url:
+            with psycopg.connect(url) as conn:
+                conn.execute("INSERT INTO admin_units (code, name, parent_code, level, valid_from) "
+                             "VALUES ('52', 'Tỉnh', NULL, 'province', '-infinity')")
+                for device_id, kind, _ in devices:
+                    conn.execute("INSERT INTO key_points (point_id, name, categories, admin_unit, lat, lon, valid_from)"
+                                 " VALUES (%s, %s, %s, '52', 13.7, 109.2, %s)",
+                                 (f"P-{device_id}", device_id, [kinds[kind]], start))
+                    conn.execute("INSERT INTO devices (device_id, kind) VALUES (%s, %s)", (device_id, kind))
+                    conn.execute("INSERT INTO bindings (device_id, point_id, valid_from) VALUES (%s, %s, %s)",
+                                 (device_id, f"P-{device_id}", start))
+            _simulate_into(url, mqtt_broker, fleet, start, end, vendor, EXAMPLES / "thingsboard.toml")
+            with psycopg.connect(url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+                refresh(conn, catalog)
+                day = _local(start).date()
+                values[vendor] = [(v.code, v.numerator, v.denominator) for v in all_sensor_values(
+                    conn, day, day + timedelta(days=2), settings=Settings(), now=NOW)]
+                letters = conn.execute("SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason").fetchall()
+                assert letters, "the fleet's malformed messages were dead-lettered"
+    assert values["thingsboard"] == values["native"]
+    # The fleet's troubles show: not every point is covered, and not none.
+    assert any(0 < numerator < denominator for _, numerator, denominator in values["native"]), values

@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest.mapping.paths import MISSING, Where
-from ingest.mapping.spec import Mapping, Readings, Source, StatusSource, Timestamp
+from ingest.mapping.spec import Mapping, Readings, Source, Spread, StatusSource, Timestamp
 from ingest.schema import parse_timestamp
 
 _SEVERITY = {"ok": 0, "degraded": 1, "fault": 2}
@@ -83,8 +83,11 @@ def _heartbeat(mapping: Mapping, where: Where, received_at: datetime, zone: Zone
                                "(add healthy_when)")
     for section in ("metrics", "measurements"):
         fields: tuple[tuple[str, Source], ...] = getattr(mapping, section)
-        if fields:
+        spread: Spread | None = getattr(mapping, f"{section}_from")
+        if fields or spread is not None:
             numbers = heartbeat[section] = {}
+            if spread is not None:
+                _spread(spread, where, numbers, f"{section}_from")
             for name, source in fields:
                 value = _value(source, where, f"{section}.{name}")
                 if value is not MISSING:
@@ -128,6 +131,15 @@ def _number(value: Any, scale: float | None, from_text: bool, name: str, source:
         if not math.isfinite(value):
             raise _Problem(f"{name}: {_shown(value)}{where} scaled is not finite")
     return value
+
+
+def _spread(spread: Spread, where: Where, numbers: dict[str, Any], name: str) -> None:
+    table = spread.path.read(where)
+    if type(table) is not dict:
+        raise _Problem(f"{name}: no object at {spread.path.text!r}")
+    for key, value in table.items():
+        if key not in spread.skip:
+            numbers[key] = _number(value, None, False, f"{name} {key!r}")
 
 
 def _status(source: StatusSource, where: Where, name: str) -> str | None:

@@ -83,6 +83,15 @@ class StatusSource:
 
 
 @dataclass(frozen=True)
+class Spread:
+    """Every entry of an object becomes a field of the same name (`measurements_from`, `metrics_from`): vendors
+    such as ThingsBoard put whatever a device measures under one key. `skip` names entries that are not."""
+
+    path: Path
+    skip: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Readings:
     """A list of readings in one message (`[{"code": "PM2_5", "value": 12.1, "status": "00"}, …]`): each
     becomes a measurement named by `name`; its instrument's state (`status`) sets the heartbeat's — the worst
@@ -111,6 +120,8 @@ class Mapping:
     metrics: tuple[tuple[str, Source], ...]
     measurements: tuple[tuple[str, Source], ...]
     readings: Readings | None
+    measurements_from: Spread | None
+    metrics_from: Spread | None
     gateway_id: Path | None
     max_items: int
 
@@ -164,7 +175,7 @@ def _mapping(entry: Any, max_items: int) -> Mapping:
     if not isinstance(entry, dict):
         raise MappingError("must be a table")
     _only(entry, {"name", "mqtt", "kafka", "each", "device_id", "kind", "ts", "seq", "status", "checks", "metrics",
-                  "measurements", "readings", "gateway_id", "max_items"}, "keys")
+                  "measurements", "readings", "gateway_id", "max_items", "measurements_from", "metrics_from"}, "keys")
     name = entry.get("name")
     if not isinstance(name, str) or not _MAPPING_NAME.match(name):
         raise MappingError(f"name: required, {ID_CHARACTERS} (it labels metrics and dead letters)")
@@ -199,6 +210,9 @@ def _mapping(entry: Any, max_items: int) -> Mapping:
         metrics=_fields(entry.get("metrics", {}), "metrics"),
         measurements=_fields(entry.get("measurements", {}), "measurements"),
         readings=_readings(entry["readings"]) if "readings" in entry else None,
+        measurements_from=_spread(entry["measurements_from"], "measurements_from")
+        if "measurements_from" in entry else None,
+        metrics_from=_spread(entry["metrics_from"], "metrics_from") if "metrics_from" in entry else None,
         gateway_id=gateway_path, max_items=limit)
     if mapping.readings is not None and mapping.status is not None:
         raise MappingError("status and readings.status both set the status: keep one")
@@ -330,6 +344,8 @@ def _status(spec: Any, where: str) -> StatusSource:
         if not isinstance(values, list) or len(values) > MAX_FIELDS:
             raise MappingError(f"{where}.{status}: a list of at most {MAX_FIELDS} values")
         for value in values:
+            if type(value) not in (str, int, float, bool):
+                raise MappingError(f"{where}.{status}: {value!r} is not a string, number or boolean")
             if value in words:
                 raise MappingError(f"{where}: {value!r} is both {words[value]} and {status}")
             words[value] = status
@@ -343,6 +359,20 @@ def _status(spec: Any, where: str) -> StatusSource:
     if type(optional) is not bool:
         raise MappingError(f"{where}.optional: true or false")
     return StatusSource(_path(spec["path"], f"{where}.path"), words, rule, otherwise, optional)
+
+
+def _spread(spec: Any, where: str) -> Spread:
+    if isinstance(spec, str):
+        return Spread(_path(spec, where), frozenset())
+    if not isinstance(spec, dict):
+        raise MappingError(f"{where}: a path, or {{ path = …, skip = [names] }}")
+    _only(spec, {"path", "skip"}, where)
+    skip = spec.get("skip", [])
+    if "path" not in spec:
+        raise MappingError(f"{where}.path: required")
+    if not isinstance(skip, list) or len(skip) > MAX_FIELDS or not all(isinstance(n, str) for n in skip):
+        raise MappingError(f"{where}.skip: a list of at most {MAX_FIELDS} names")
+    return Spread(_path(spec["path"], f"{where}.path"), frozenset(skip))
 
 
 def _readings(spec: Any) -> Readings:

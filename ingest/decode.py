@@ -11,13 +11,14 @@ and makes the `Message` a source hands to the sink.
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import ValidationError
 
 from ingest import metrics
-from ingest.fastpath import accept
+from ingest.fastpath import accept, accept_mapped
 from ingest.mapping.apply import apply_mapping
 from ingest.mapping.spec import Mapping
 from ingest.message import Accepted, Acknowledge, Decoded, Message, Rejection
@@ -149,7 +150,7 @@ def decode_mapped(raw: bytes, mapping: Mapping, *, topic_levels: tuple[str, ...]
     if len(raw) > limits.max_message_bytes:
         decoded = _reject("too_large", f"mapping {mapping.name!r}: {len(raw)} bytes > {limits.max_message_bytes}",
                           raw[:1024])
-        metrics.MAPPED_MESSAGES.labels(mapping.name, "refused").inc()
+        _count_mapped(mapping.name, "refused")
         return decoded
     try:
         document = orjson.loads(raw)
@@ -157,25 +158,43 @@ def decode_mapped(raw: bytes, mapping: Mapping, *, topic_levels: tuple[str, ...]
         try:  # integers beyond 64 bits and the like: the json module reads them, the mapping judges them
             document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         except (ValueError, RecursionError) as exc:
-            metrics.MAPPED_MESSAGES.labels(mapping.name, "refused").inc()
+            _count_mapped(mapping.name, "refused")
             return _reject("not_json", f"mapping {mapping.name!r}: {str(exc)[:200]}", raw)
     mapped = apply_mapping(mapping, document, topic_levels=topic_levels, key=key, received_at=received_at,
                            zone=zone)
     rejected = [Rejection("mapping", problem, raw) for problem in mapped.problems]
     accepted: list[Accepted] = []
-    positions: list[int] = []
+    earliest, latest = received_at - limits.lateness_window, received_at + limits.future_tolerance
     for heartbeat, position in mapped.heartbeats:
-        where = f"mapping {mapping.name!r}: " + (f"[{position}] " if mapping.each is not None else "")
-        try:
-            valid = Accepted.of(MappedHeartbeat.model_validate(heartbeat))
-        except ValidationError as exc:
-            rejected.append(Rejection("schema", where + _describe(exc), raw))
-            continue
-        _judge(valid, where, raw, [heartbeat], 0, received_at, None, limits, accepted, rejected, [])
-        positions = [-1] * len(accepted)
-    outcome = "refused" if not accepted else "partly" if rejected else "mapped"
-    metrics.MAPPED_MESSAGES.labels(mapping.name, outcome).inc()
-    return Decoded(accepted, rejected, positions)
+        values = accept_mapped(heartbeat)
+        if values is not None:
+            valid = Accepted._make(values)
+        else:  # the model decides, and names the reason
+            where = f"mapping {mapping.name!r}: " + (f"[{position}] " if mapping.each is not None else "")
+            try:
+                valid = Accepted.of(MappedHeartbeat.model_validate(heartbeat | {"ts": heartbeat["ts"].isoformat()}))
+            except ValidationError as exc:
+                rejected.append(Rejection("schema", where + _describe(exc), raw))
+                continue
+        if earliest <= valid.ts <= latest:
+            accepted.append(valid)
+        else:
+            where = f"mapping {mapping.name!r}: " + (f"[{position}] " if mapping.each is not None else "")
+            _judge(valid, where, raw, [heartbeat], 0, received_at, None, limits, accepted, rejected, [])
+    _count_mapped(mapping.name, "refused" if not accepted else "partly" if rejected else "mapped")
+    # -1: a later refusal (against the registry) carries the whole message, not an element of it.
+    return Decoded(accepted, rejected, [-1] * len(accepted))
+
+
+# The labelled counters, looked up once each: `labels()` costs more than the rest of counting a message.
+_MAPPED_COUNTERS: dict[tuple[str, str], Any] = {}
+
+
+def _count_mapped(mapping: str, outcome: str) -> None:
+    counter = _MAPPED_COUNTERS.get((mapping, outcome))
+    if counter is None:
+        counter = _MAPPED_COUNTERS[(mapping, outcome)] = metrics.MAPPED_MESSAGES.labels(mapping, outcome)
+    counter.inc()
 
 
 def element_raw(raw: bytes, position: int) -> bytes:

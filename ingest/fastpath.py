@@ -6,6 +6,7 @@ of (every invalid heartbeat, and a few valid ones) returns None and goes to the 
 below mirrors a field of the model; `tests/test_decode_fastpath.py` holds the two to the same answers.
 """
 
+from datetime import datetime
 from typing import Any
 
 from base.vocabulary import ID_PATTERN, DeviceKind
@@ -37,6 +38,27 @@ def accept(item: dict[str, Any]) -> tuple | None:
         ts = parse_timestamp(ts)
     except ValueError:
         return None
+    return _rest(item, device_id, kind, ts)
+
+
+def accept_mapped(item: dict[str, Any]) -> tuple | None:
+    """`accept` for what a mapping made (ingest/mapping/apply.py): the kind may be absent (None: the registry's)
+    and `ts` is already an aware datetime."""
+    if not item.keys() <= _FIELDS:
+        return None
+    device_id = item.get("device_id")
+    if type(device_id) is not str or ID_PATTERN.fullmatch(device_id) is None:
+        return None
+    kind = item.get("kind")
+    if kind is not None and (type(kind) is not str or (kind := _KINDS.get(kind)) is None):
+        return None
+    ts = item.get("ts")
+    if type(ts) is not datetime or ts.tzinfo is None:
+        return None
+    return _rest(item, device_id, kind, ts)
+
+
+def _rest(item: dict[str, Any], device_id: str, kind: DeviceKind | None, ts: datetime) -> tuple | None:
     seq = item.get("seq")
     if seq is not None and (type(seq) is not int or seq < 0):
         return None

@@ -123,7 +123,7 @@ def test_optional_fields_may_be_absent_and_numbers_are_scaled() -> None:
     out = _apply(BASE + "measurements.t = { path = 'raw', scale = 0.1 }\nmetrics.x = { path = 'x', optional = true }",
                  {"raw": 281})
     (heartbeat, position), = out.heartbeats
-    assert heartbeat == {"device_id": "dev-1", "ts": NOW.isoformat(), "measurements": {"t": pytest.approx(28.1)},
+    assert heartbeat == {"device_id": "dev-1", "ts": NOW, "measurements": {"t": pytest.approx(28.1)},
                          "metrics": {}}
 
 
@@ -158,7 +158,7 @@ def test_numbers_written_as_text_are_read_only_in_ascii_when_asked() -> None:
 def test_time_formats_read_in_the_provinces_zone_where_the_sender_gives_none(form: str, value: object,
                                                                             expected: str) -> None:
     out = _apply(BASE + f"ts = {{ path = 't', format = '{form}' }}", {"t": value})
-    assert out.heartbeats[0][0]["ts"] == expected
+    assert out.heartbeats[0][0]["ts"].isoformat() == expected
 
 
 @pytest.mark.parametrize(("form", "value"), [
@@ -223,6 +223,28 @@ def test_hostile_mapped_messages_are_refused_naming_the_mapping(payload: bytes, 
     assert decoded.accepted == []
     assert decoded.rejected[0].reason == reason
     assert decoded.rejected[0].detail.startswith(detail)
+
+
+@pytest.mark.parametrize("change", [
+    {}, {"kind": "cctv"}, {"kind": "toaster"}, {"device_id": "a b"}, {"device_id": "x" * 65}, {"seq": -1},
+    {"seq": 3}, {"status": "degraded"}, {"status": "broken"}, {"checks": {"a": 1}}, {"checks": {"a": False}},
+    {"metrics": {"a": float("nan")}}, {"metrics": {"a": 2 ** 64}}, {"measurements": {"a": "1"}},
+    {"measurements": {}}, {"measurements": {"pm": 1.5}}, {"extra": 1}])
+def test_the_mapped_fast_path_agrees_with_the_contracts_model(change: dict) -> None:
+    """What a mapping made is accepted by plain type checks; the model, which names the reason of a refusal,
+    accepts and refuses the same, with the same values."""
+    from ingest.fastpath import accept_mapped
+    from ingest.message import Accepted
+    from ingest.schema import MappedHeartbeat
+
+    made = {"device_id": "dev-1", "ts": NOW, "checks": {"ok": True}} | change
+    fast = accept_mapped(made)
+    try:
+        model = Accepted.of(MappedHeartbeat.model_validate(made | {"ts": made["ts"].isoformat()}))
+    except ValueError:
+        model = None
+    assert (fast is None) == (model is None)
+    assert fast is None or Accepted._make(fast) == model
 
 
 # ---- the command an operator writes a mapping with ---------------------------------------------------------

@@ -26,7 +26,8 @@ _EPOCH_LIMIT_S = 253402300799  # 9999-12-31T23:59:59Z
 @dataclass
 class Mapped:
     """What one message became: heartbeat documents with their item's position (in `each`, else 0) and the
-    problems of the items that became none."""
+    problems of the items that became none. A document's `ts` is an aware datetime (not the contract's text:
+    the decode stage's fast path takes it as it is)."""
 
     heartbeats: list[tuple[dict[str, Any], int]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -194,14 +195,14 @@ def _readings(readings: Readings, where: Where, heartbeat: dict[str, Any]) -> No
         heartbeat["status"] = worst
 
 
-def _timestamp(spec: Timestamp, where: Where, received_at: datetime, zone: ZoneInfo) -> str:
+def _timestamp(spec: Timestamp, where: Where, received_at: datetime, zone: ZoneInfo) -> datetime:
     if spec.path is None:
-        return received_at.isoformat()
+        return received_at
     value = spec.path.read(where)
     if value is MISSING:
         raise _Problem(f"ts: nothing at {spec.path.text!r}")
     try:
-        return _read_time(value, spec, zone).isoformat()
+        return _read_time(value, spec, zone)
     except (ValueError, OverflowError, OSError) as exc:
         raise _Problem(f"ts: {_shown(value)} at {spec.path.text!r} is not a {spec.format} time ({exc})") from None
 

@@ -52,7 +52,7 @@ class Path:
             return _MISSING if where.key is None else where.key
         value = where.root if self.origin == "root" else where.element
         for step in self.steps:
-            if isinstance(step, int):
+            if type(step) is int:
                 if type(value) is not list or not -len(value) <= step < len(value):
                     return _MISSING
                 value = value[step]

@@ -16,6 +16,9 @@ prints one Markdown table:
 - ingest CPU per heartbeat: user + system CPU time of the ingest process(es) while draining the backlog,
   divided by its size; unlike the rate, it barely moves when other work shares the machine;
 - peak RSS of the ingest process (VmHWM), the larger of its backlog drain and its paced run;
+- citykpi, MQTT, mapped: the same backlog published as ThingsBoard telemetry (`simulators/vendor_formats.py`)
+  and read through a mapping (`ingest/mapping/`) of the same fields, kind fixed: what mapping costs beside
+  the native contract, in the same run;
 - with `--workers N` (N > 1, the default 2), the same again with N `citykpi ingest` processes sharing the
   work: an MQTT 5 shared subscription (`CITYKPI_MQTT_SHARED_GROUP`), one Kafka consumer group on a topic of
   2·N partitions. The rate is the group's: all heartbeats over first receipt to last row, whoever stored them.
@@ -48,6 +51,20 @@ from devstack.kafka import KafkaBroker
 from devstack.mqtt_broker import LocalMqttBroker
 from devstack.postgres import LocalPostgres
 from simulators.mqtt_publisher import MqttPublisher
+from simulators.vendor_formats import thingsboard
+
+# The bench's heartbeats as ThingsBoard telemetry carries them (cameras: the kind is fixed, as a VMS's topic
+# would fix it, so that the registry plays no part and the row measures the mapping alone).
+_BENCH_MAPPING = """
+[[mapping]]
+name = "bench-thingsboard"
+mqtt = "tb/+/telemetry"
+device_id = "topic[1]"
+kind = "cctv"
+ts = { path = "ts", format = "epoch_ms" }
+checks.stream_ok = "values.online"
+metrics_from = { path = "values", skip = ["online"] }
+"""
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.01) -> None:
@@ -233,15 +250,27 @@ def _paced(rate: float, seconds: float, send: Callable[[dict], None]) -> int:
 
 
 def citykpi_mqtt(pg: LocalPostgres, broker: LocalMqttBroker, heartbeats: list[dict], latency_s: float,
-                 workdir: Path, workers: int = 1) -> dict:
+                 workdir: Path, workers: int = 1, mapped: bool = False) -> dict:
     server_url = pg.url
     url = _new_database(server_url)
     env = {"CITYKPI_DATABASE_URL": url, "CITYKPI_MQTT_URL": broker.url,
            "CITYKPI_MQTT_PROTOCOL": "5" if broker.supports_mqtt5 else "3.1.1",
            "CITYKPI_MQTT_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}"}
+    if mapped:
+        mappings = workdir / "bench-mappings.toml"
+        mappings.write_text(_BENCH_MAPPING)
+        env["CITYKPI_MAPPINGS"] = str(mappings)
     startup_cpu = _startup_cpu(Workers("mqtt", env, workdir, workers))  # also creates the sessions that hold
     publisher = MqttPublisher(broker.url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")  # the backlog
-    publisher.publish_all(heartbeats)
+
+    def send(heartbeat: dict) -> None:
+        if mapped:
+            publisher.publish_raw(*thingsboard(heartbeat["device_id"], heartbeat))
+        else:
+            publisher.publish_heartbeat(heartbeat)
+
+    for heartbeat in heartbeats:
+        send(heartbeat)
     publisher.close()
     meter = CpuMeter({"postgresql": pg.pid, "broker": broker.pid}).start()
     group = Workers("mqtt", env, workdir, workers).start()
@@ -254,7 +283,7 @@ def citykpi_mqtt(pg: LocalPostgres, broker: LocalMqttBroker, heartbeats: list[di
     env["CITYKPI_DATABASE_URL"] = latency_url
     group = Workers("mqtt", env, workdir, workers).start()
     publisher = MqttPublisher(broker.url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
-    sent = _paced(rate / 2, latency_s, publisher.publish_heartbeat)
+    sent = _paced(rate / 2, latency_s, send)
     publisher.close()
     _wait_stored(latency_url, sent, 300, "the paced MQTT heartbeats stored")
     rss_mib = max(drain_rss_mib, group.stop())  # the backlog's drain, then the paced run
@@ -367,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=50000, help="backlog size per throughput run")
     parser.add_argument("--latency-seconds", type=float, default=10, help="length of each paced latency run")
-    parser.add_argument("--sources", default="mqtt,kafka", help="which of mqtt,kafka to measure (a quick look)")
+    parser.add_argument("--sources", default="mqtt,mapped,kafka",
+                        help="which of mqtt, mapped (MQTT through a mapping), kafka to measure (a quick look)")
     parser.add_argument("--workers", type=int, default=2,
                         help="also measure this many ingest processes sharing the work (1: one process only)")
     args = parser.parse_args(argv)
@@ -391,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
                     elif workers == 1 or broker.supports_mqtt5:
                         mq = citykpi_mqtt(pg, broker, heartbeats, args.latency_seconds, workdir, workers)
                         rows.append(_row(f"citykpi ingest --source mqtt{label}", mq))
+                        if "mapped" in args.sources and workers == 1:
+                            mapped = citykpi_mqtt(pg, broker, heartbeats, args.latency_seconds, workdir, mapped=True)
+                            rows.append(_row("citykpi ingest --source mqtt, ThingsBoard telemetry through a "
+                                             "mapping", mapped))
                     else:
                         print(f"bench: {broker.implementation} has no MQTT 5 shared subscriptions, skipped: {label}",
                               file=sys.stderr)

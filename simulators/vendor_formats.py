@@ -18,6 +18,6 @@ def thingsboard(device_id: str, body: dict[str, Any]) -> tuple[str, bytes]:
     values: dict[str, Any] = dict(body.get("measurements") or {})
     values.update(body.get("metrics") or {})
     values["online"] = body.get("status") != "fault" and all((body.get("checks") or {}).values())
-    ts = datetime.fromisoformat(body["ts"])
-    return f"tb/{device_id}/telemetry", json.dumps(
-        {"ts": int(ts.timestamp() * 1000), "values": values}, ensure_ascii=False).encode()
+    ts = body["ts"]
+    epoch_ms = ts if type(ts) is int else int(datetime.fromisoformat(ts).timestamp() * 1000)
+    return f"tb/{device_id}/telemetry", json.dumps({"ts": epoch_ms, "values": values}, ensure_ascii=False).encode()

@@ -66,5 +66,7 @@ def _summary(mapping: Mapping) -> str:
              if fields]
     if mapping.readings is not None:
         parts.append("readings")
+    parts += [f"{name} from {spread.path.text}" for name, spread in
+              (("measurements", mapping.measurements_from), ("metrics", mapping.metrics_from)) if spread is not None]
     each = f", each of {mapping.each.text}" if mapping.each is not None else ""
     return f"{mapping.name}\t{where}\t{kind}{each}\t{', '.join(parts) or 'status only'}"

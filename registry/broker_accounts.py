@@ -34,10 +34,30 @@ ACL_HEADER = """\
 """
 
 
-def ingest_acl(accounts: tuple[str, ...] = (INGEST_ACCOUNT,)) -> str:
+def ingest_acl(accounts: tuple[str, ...] = (INGEST_ACCOUNT,), extra_reads: tuple[str, ...] = ()) -> str:
     """The ingest workers read everything devices and gateways write."""
-    return "".join(f"\nuser {account}\ntopic read devices/+/heartbeat\ntopic read gateways/+/heartbeats\n"
+    reads = "".join(f"topic read {topic}\n" for topic in extra_reads)
+    return "".join(f"\nuser {account}\ntopic read devices/+/heartbeat\ntopic read gateways/+/heartbeats\n{reads}"
                    for account in accounts)
+
+
+def check_topic_template(template: str) -> None:
+    """A vendor topic of each device or gateway (a mapped source, ingest/README.md), with `{id}` as one whole
+    level: `tele/{id}/#`. Raises ValueError saying what is wrong."""
+    levels = template.split("/")
+    if levels.count("{id}") != 1 or template.count("{id}") != 1:
+        raise ValueError(f"topic template {template!r}: '{{id}}' must be one whole level, once")
+    if template.startswith("$") or "\0" in template or len(template) > 200:
+        raise ValueError(f"topic template {template!r}: not a topic a device may write")
+    for index, level in enumerate(levels):
+        if level == "#" and index == len(levels) - 1:
+            continue
+        if "+" in level or "#" in level:
+            raise ValueError(f"topic template {template!r}: no wildcard but a final '#'")
+
+
+def _reads(template: str) -> str:
+    return template.replace("{id}", "+")
 
 
 ACL = ACL_HEADER + ingest_acl()
@@ -92,7 +112,8 @@ class AccountsExport:
 
 
 def export_mosquitto(conn: psycopg.Connection, out_dir: Path, *, at: datetime, rotate: set[str] = frozenset(),
-                     ingest_accounts: tuple[str, ...] = (INGEST_ACCOUNT,)) -> AccountsExport:
+                     ingest_accounts: tuple[str, ...] = (INGEST_ACCOUNT,), device_topics: tuple[str, ...] = (),
+                     gateway_topics: tuple[str, ...] = ()) -> AccountsExport:
     """Write `passwd` and `acl` into `out_dir` for the devices bound at `at` and the gateways their bindings
     name. Raises ValueError, writing nothing, when asked to rotate an unknown account, when an id is both a
     device and a gateway, or when one is not a safe account name (the registry import refuses both; a database
@@ -100,7 +121,13 @@ def export_mosquitto(conn: psycopg.Connection, out_dir: Path, *, at: datetime, r
 
     The service's own accounts (`citykpi-…`) already in `passwd` are carried over untouched; `ingest_accounts`
     (one per ingest worker) may read everything.
+
+    `device_topics` and `gateway_topics` are vendor topics (templates with `{id}`, `check_topic_template`) that
+    each device or gateway may write besides its native one, and that ingest may read: the topics of a mapping
+    file.
     """
+    for template in (*device_topics, *gateway_topics):
+        check_topic_template(template)
     if bad := [a for a in ingest_accounts if not a.startswith(RESERVED_PREFIX) or not ID_PATTERN.fullmatch(a)]:
         raise ValueError(f"{', '.join(bad)}: an ingest account's name starts with {RESERVED_PREFIX!r}")
     devices = [r["device_id"] for r in conn.execute(_BOUND_AT, {"at": at})]
@@ -134,8 +161,12 @@ def export_mosquitto(conn: psycopg.Connection, out_dir: Path, *, at: datetime, r
         created.append(name)
     removed = sorted(set(existing) - set(entries))
     _write_private(out_dir / "passwd", "".join(f"{user}:{hashed}\n" for user, hashed in sorted(entries.items())))
-    rules = [f"\nuser {name}\ntopic write {topic}\n" for name, _role, topic in sorted(accounts)]
-    (out_dir / "acl").write_text(ACL_HEADER + ingest_acl(ingest_accounts) + "".join(rules), encoding="utf-8")
+    extra = {"device": device_topics, "gateway": gateway_topics}
+    rules = [f"\nuser {name}\ntopic write {topic}\n" + "".join(
+        f"topic write {template.replace('{id}', name)}\n" for template in extra[role])
+        for name, role, topic in sorted(accounts)]
+    reads = tuple(dict.fromkeys(_reads(t) for t in (*device_topics, *gateway_topics)))
+    (out_dir / "acl").write_text(ACL_HEADER + ingest_acl(ingest_accounts, reads) + "".join(rules), encoding="utf-8")
     credentials = None
     if fresh:
         # Each export's secrets in a file of their own: an earlier file not yet handed over is never overwritten.

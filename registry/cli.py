@@ -173,7 +173,9 @@ def _export_mosquitto(args: argparse.Namespace) -> int:
     with connect(settings.require_database_url()) as conn:
         try:
             result = export_mosquitto(conn, Path(args.out), at=at, rotate=set(args.rotate or ()),
-                                      ingest_accounts=tuple(args.ingest_accounts))
+                                      ingest_accounts=tuple(args.ingest_accounts),
+                                      device_topics=tuple(args.device_topic or ()),
+                                      gateway_topics=tuple(args.gateway_topic or ()))
         except ValueError as exc:
             print(f"citykpi registry export mosquitto: {exc}", file=sys.stderr)
             return 1
@@ -231,5 +233,10 @@ def add_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAc
     mosquitto.add_argument("--ingest-accounts", nargs="+", metavar="NAME", default=["citykpi-ingest"],
                            help="the accounts of the ingest workers, which read everything (default: citykpi-ingest; "
                            "one per worker, each starting with citykpi-)")
+    mosquitto.add_argument("--device-topic", action="append", metavar="TEMPLATE",
+                           help="a vendor topic each device may also write, {id} as one level, e.g. 'tele/{id}/#' "
+                           "(the topics of a mapping file; ingest may read them); repeatable")
+    mosquitto.add_argument("--gateway-topic", action="append", metavar="TEMPLATE",
+                           help="the same for each gateway, e.g. 'vms/{id}/cameras'; repeatable")
     mosquitto.set_defaults(func=_export_mosquitto)
     return registry

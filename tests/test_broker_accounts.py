@@ -260,3 +260,47 @@ def test_a_device_using_ingests_client_id_does_not_take_its_session(db: psycopg.
         # Delivered to ingest's session: it is still connected (the fixture checks it never lost its connection).
         wait_for(lambda: received == ["devices/cam-1/heartbeat"], what="the heartbeat reaching ingest")
         assert code == 0
+
+
+def test_vendor_topics_of_a_mapping_file_are_each_accounts_own_and_ingest_reads_them(
+        db: psycopg.Connection, tmp_path: Path) -> None:
+    _bind(db, "cam-1", gateway="vms-1")
+    _bind(db, "disp-4")
+    export_mosquitto(db, tmp_path, at=AT, device_topics=("tele/{id}/#",), gateway_topics=("vms/{id}/cameras",))
+    rules = [line for line in (tmp_path / "acl").read_text().splitlines() if line and not line.startswith("#")]
+    assert rules == [
+        "user citykpi-ingest", "topic read devices/+/heartbeat", "topic read gateways/+/heartbeats",
+        "topic read tele/+/#", "topic read vms/+/cameras",
+        "user cam-1", "topic write devices/cam-1/heartbeat", "topic write tele/cam-1/#",
+        "user disp-4", "topic write devices/disp-4/heartbeat", "topic write tele/disp-4/#",
+        "user vms-1", "topic write gateways/vms-1/heartbeats", "topic write vms/vms-1/cameras"]
+
+
+@pytest.mark.parametrize(("template", "problem"), [
+    ("tele/+/{id}", "no wildcard but a final '#'"), ("tele/x{id}/STATE", "one whole level, once"),
+    ("tele/STATE", "one whole level, once"), ("{id}/{id}", "one whole level, once"),
+    ("$SYS/{id}", "not a topic a device may write")])
+def test_a_vendor_topic_template_that_could_speak_for_others_is_refused(db: psycopg.Connection, tmp_path: Path,
+                                                                       template: str, problem: str) -> None:
+    _bind(db, "cam-1")
+    with pytest.raises(ValueError, match=problem):
+        export_mosquitto(db, tmp_path, at=AT, device_topics=(template,))
+    assert not (tmp_path / "acl").exists()
+
+
+def test_mosquitto_holds_a_device_to_its_own_vendor_topic(db: psycopg.Connection, secured_broker) -> None:
+    accounts, start_broker = secured_broker
+    _bind(db, "disp-4")
+    _bind(db, "disp-5")
+    secrets = _secrets(export_mosquitto(db, accounts, at=AT, device_topics=("tele/{id}/#",)))
+    with _listening_ingest(accounts, start_broker, ["tele/+/STATE"]) as (connect, _, received):
+        device, code = connect("disp-4", secrets["disp-4"])
+        acks: dict[int, int] = {}
+        device.on_publish = lambda c, u, mid, reason, p: acks.__setitem__(mid, reason.value)
+        own = device.publish("tele/disp-4/STATE", b'{"POWER": "ON"}', qos=1)
+        other = device.publish("tele/disp-5/STATE", b'{"POWER": "ON"}', qos=1)
+        wait_for(lambda: {own.mid, other.mid} <= set(acks), what="two PUBACKs")
+        wait_for(lambda: "tele/disp-4/STATE" in received, what="the device's own state")
+        assert code == 0
+        assert (acks[own.mid], acks[other.mid]) == (0, 135)
+        assert received == ["tele/disp-4/STATE"]

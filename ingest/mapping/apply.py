@@ -21,6 +21,7 @@ _SEVERITY = {"ok": 0, "degraded": 1, "fault": 2}
 # ASCII only: int("١٢") and float("1_0") read numbers no sender meant (the lesson of the form uploads).
 _NUMBER_TEXT = re.compile(r"^[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,3})?$")
 _EPOCH_LIMIT_S = 253402300799  # 9999-12-31T23:59:59Z
+_INT_LIMIT = 2 ** 63
 
 
 @dataclass
@@ -51,11 +52,11 @@ def apply_mapping(mapping: Mapping, document: Any, *, topic_levels: tuple[str, .
             out.problems.append(f"mapping {mapping.name!r}: each: {len(items)} items > {mapping.max_items}")
             return out
     for position, item in enumerate(items):
-        where = Where(document, item, topic_levels, key)
-        prefix = f"mapping {mapping.name!r}: " + (f"[{position}] " if mapping.each is not None else "")
         try:
-            out.heartbeats.append((_heartbeat(mapping, where, received_at, zone), position))
+            out.heartbeats.append((_heartbeat(mapping, Where(document, item, topic_levels, key), received_at, zone),
+                                   position))
         except _Problem as problem:
+            prefix = f"mapping {mapping.name!r}: " + (f"[{position}] " if mapping.each is not None else "")
             out.problems.append(prefix + str(problem))
     return out
 
@@ -82,10 +83,7 @@ def _heartbeat(mapping: Mapping, where: Where, received_at: datetime, zone: Zone
             else:
                 raise _Problem(f"checks.{name}: {_shown(value)} at {_path_text(source)} is not true/false "
                                "(add healthy_when)")
-    for section in ("metrics", "measurements"):
-        fields: tuple[tuple[str, Source], ...] = getattr(mapping, section)
-        spread: Spread | None = getattr(mapping, f"{section}_from")
-        if fields or spread is not None:
+    for section, fields, spread in mapping.number_sections:
             numbers = heartbeat[section] = {}
             if spread is not None:
                 _spread(spread, where, numbers, f"{section}_from")
@@ -117,6 +115,9 @@ def _identifier(value: Any) -> Any:
 
 
 def _number(value: Any, scale: float | None, from_text: bool, name: str, source: Source | None = None) -> float | int:
+    if scale is None and (type(value) is int and -_INT_LIMIT <= value < _INT_LIMIT
+                          or type(value) is float and math.isfinite(value)):
+        return value  # the common case, as it came
     where = f" at {_path_text(source)}" if source is not None else ""
     if type(value) is str and from_text:
         if not _NUMBER_TEXT.match(value.strip()):
@@ -125,7 +126,7 @@ def _number(value: Any, scale: float | None, from_text: bool, name: str, source:
     if type(value) not in (int, float) or (type(value) is float and not math.isfinite(value)):
         raise _Problem(f"{name}: {_shown(value)}{where} is not a finite number"
                        + (" (from_text = true reads numbers written as text)" if type(value) is str else ""))
-    if type(value) is int and abs(value) >= 2 ** 63:
+    if type(value) is int and abs(value) >= _INT_LIMIT:
         raise _Problem(f"{name}: {_shown(value)}{where} is beyond 64 bits")
     if scale is not None:
         value = value * scale

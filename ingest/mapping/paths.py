@@ -9,8 +9,9 @@ Grammar (one compiled `Path` per field, once at load, never per message):
 """
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 MAX_SEGMENTS = 16
 _NAME = re.compile(r"[A-Za-z0-9_@$:-]+")
@@ -25,9 +26,9 @@ class PathError(ValueError):
     """A path that cannot be compiled; the message says where in it."""
 
 
-@dataclass(frozen=True)
-class Where:
-    """What a path is read against: the message, the element of `each` being mapped, the transport's names."""
+class Where(NamedTuple):
+    """What a path is read against: the message, the element of `each` being mapped, the transport's names.
+    (A tuple: one is built per element mapped, and a tuple costs a third of a frozen dataclass.)"""
 
     root: Any
     element: Any
@@ -35,23 +36,54 @@ class Where:
     key: str | None = None
 
 
+MISSING = _MISSING
+
+
 @dataclass(frozen=True)
 class Path:
+    """A compiled path: `read(where)` is the value there, or `MISSING`. The reader is built once per path, with
+    the usual shapes (one key, two keys) as their own functions, since it runs for every field of every
+    message."""
+
     text: str
     origin: str  # "element", "root", "topic", "key"
     steps: tuple[str | int, ...] = ()
+    read: Callable[[Where], Any] = field(default=lambda where: _MISSING, compare=False, repr=False)
 
-    def read(self, where: Where) -> Any:
-        """The value at this path, or `MISSING`."""
-        if self.origin == "topic":
-            index = self.steps[0]
-            assert isinstance(index, int)
+
+def _reader(origin: str, steps: tuple[str | int, ...]) -> Callable[[Where], Any]:
+    if origin == "topic":
+        index = steps[0]
+
+        def topic_level(where: Where) -> Any:
             levels = where.topic_levels
-            return levels[index] if -len(levels) <= index < len(levels) else _MISSING
-        if self.origin == "key":
-            return _MISSING if where.key is None else where.key
-        value = where.root if self.origin == "root" else where.element
-        for step in self.steps:
+            return levels[index] if -len(levels) <= index < len(levels) else _MISSING  # type: ignore[operator]
+        return topic_level
+    if origin == "key":
+        return lambda where: _MISSING if where.key is None else where.key
+    at = 0 if origin == "root" else 1  # Where's field
+    if not steps:
+        return lambda where: where[at]
+    if len(steps) == 1 and type(steps[0]) is str:
+        only = steps[0]
+
+        def one_key(where: Where) -> Any:
+            value = where[at]
+            return value.get(only, _MISSING) if type(value) is dict else _MISSING
+        return one_key
+    if len(steps) == 2 and type(steps[0]) is str and type(steps[1]) is str:
+        first, second = steps
+
+        def two_keys(where: Where) -> Any:
+            value = where[at]
+            if type(value) is not dict or type(value := value.get(first, _MISSING)) is not dict:
+                return _MISSING
+            return value.get(second, _MISSING)
+        return two_keys
+
+    def walk(where: Where) -> Any:
+        value = where[at]
+        for step in steps:
             if type(step) is int:
                 if type(value) is not list or not -len(value) <= step < len(value):
                     return _MISSING
@@ -63,9 +95,11 @@ class Path:
                 if value is _MISSING:
                     return _MISSING
         return value
+    return walk
 
 
-MISSING = _MISSING
+def _path(text: str, origin: str, steps: tuple[str | int, ...] = ()) -> Path:
+    return Path(text, origin, steps, _reader(origin, steps))
 
 
 def compile_path(text: str) -> Path:
@@ -74,12 +108,12 @@ def compile_path(text: str) -> Path:
     if len(text) > 512:
         raise PathError(f"path of {len(text)} characters > 512")
     if (topic := _TOPIC.match(text)) is not None:
-        return Path(text, "topic", (int(topic.group(1)),))
+        return _path(text, "topic", (int(topic.group(1)),))
     if text == "key":
-        return Path(text, "key")
+        return _path(text, "key")
     origin, rest = ("root", text[1:]) if text.startswith("$") else ("element", text)
     if origin == "root" and rest in ("", "."):
-        return Path(text, "root")
+        return _path(text, "root")
     if origin == "root":
         if not rest.startswith((".", "[")):
             raise PathError(f"{text!r}: after '$' comes '.' or '['")
@@ -106,4 +140,4 @@ def compile_path(text: str) -> Path:
             raise PathError(f"{text!r}: expected '.' or '[' at {rest[at:at + 12]!r}")
         if len(steps) > MAX_SEGMENTS:
             raise PathError(f"{text!r}: more than {MAX_SEGMENTS} steps")
-    return Path(text, origin, tuple(steps))
+    return _path(text, origin, tuple(steps))

@@ -9,6 +9,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -124,6 +125,13 @@ class Mapping:
     metrics_from: Spread | None
     gateway_id: Path | None
     max_items: int
+
+    @cached_property
+    def number_sections(self) -> tuple[tuple[str, tuple[tuple[str, Source], ...], Spread | None], ...]:
+        """(section, its fields, its spread) of the numeric sections this mapping fills, once."""
+        return tuple((name, fields, spread) for name, fields, spread in (
+            ("metrics", self.metrics, self.metrics_from), ("measurements", self.measurements, self.measurements_from))
+            if fields or spread is not None)
 
 
 def load_mappings(file: str | FilePath, *, max_items: int = 1000) -> list[Mapping]:

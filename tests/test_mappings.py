@@ -20,7 +20,7 @@ from ingest.mapping.routes import Routes
 from ingest.mapping.spec import MappingError, load_mappings, parse_mappings
 from ingest.service import MqttIngest
 from simulators.mqtt_publisher import MqttPublisher
-from tests.helpers import wait_for
+from tests.helpers import BACKENDS, wait_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "deploy" / "examples" / "mappings"
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -332,6 +332,7 @@ def _register(db: psycopg.Connection, *devices: tuple[str, str, str | None]) -> 
     db.commit()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_every_shipped_sample_goes_through_the_broker_into_heartbeats(database_url: str, mqtt_broker,
                                                                      db: psycopg.Connection, tmp_path: Path) -> None:
     _register(db, ("aq-17", "air_monitor", None), ("disp-4", "bus_display", None),

@@ -22,11 +22,7 @@ _FLOAT_LIMIT = 2.0**63
 
 def accept(item: dict[str, Any]) -> tuple | None:
     """The `Accepted` fields of a heartbeat object, or None when the model must decide."""
-    if not item.keys() <= _FIELDS:
-        return None
-    device_id = item.get("device_id")
-    # fullmatch: the model's pattern ends at the end of the text (pydantic's `$` is not before a final newline).
-    if type(device_id) is not str or ID_PATTERN.fullmatch(device_id) is None:
+    if (device_id := _device_id(item)) is None:
         return None
     kind = item.get("kind")
     if type(kind) is not str or (kind := _KINDS.get(kind)) is None:
@@ -44,10 +40,7 @@ def accept(item: dict[str, Any]) -> tuple | None:
 def accept_mapped(item: dict[str, Any]) -> tuple | None:
     """`accept` for what a mapping made (ingest/mapping/apply.py): the kind may be absent (None: the registry's)
     and `ts` is already an aware datetime."""
-    if not item.keys() <= _FIELDS:
-        return None
-    device_id = item.get("device_id")
-    if type(device_id) is not str or ID_PATTERN.fullmatch(device_id) is None:
+    if (device_id := _device_id(item)) is None:
         return None
     kind = item.get("kind")
     if kind is not None and (type(kind) is not str or (kind := _KINDS.get(kind)) is None):
@@ -56,6 +49,17 @@ def accept_mapped(item: dict[str, Any]) -> tuple | None:
     if type(ts) is not datetime or ts.tzinfo is None:
         return None
     return _rest(item, device_id, kind, ts)
+
+
+def _device_id(item: dict[str, Any]) -> str | None:
+    """The device id of an object holding only the contract's fields, when the model's pattern matches it."""
+    if not item.keys() <= _FIELDS:
+        return None
+    device_id = item.get("device_id")
+    # fullmatch: the model's pattern ends at the end of the text (pydantic's `$` is not before a final newline).
+    if type(device_id) is not str or ID_PATTERN.fullmatch(device_id) is None:
+        return None
+    return device_id
 
 
 def _rest(item: dict[str, Any], device_id: str, kind: DeviceKind | None, ts: datetime) -> tuple | None:

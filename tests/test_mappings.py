@@ -19,8 +19,8 @@ from ingest.mapping.paths import PathError, Where, compile_path
 from ingest.mapping.routes import Routes
 from ingest.mapping.spec import MappingError, load_mappings, parse_mappings
 from ingest.service import MqttIngest
-from simulators.mqtt_publisher import MqttPublisher
 from tests.helpers import BACKENDS, wait_for
+from tests.test_mqtt_ingest import _run_ingest, started_ingest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "deploy" / "examples" / "mappings"
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -308,20 +308,7 @@ def _all_examples(tmp_path: Path) -> Path:
 
 
 def _ingest(database_url: str, broker, mappings: Path, messages: list[tuple[str, bytes]]) -> MqttIngest:
-    settings = Settings(database_url=database_url, mqtt_url=broker.url,
-                        mqtt_protocol="5" if broker.supports_mqtt5 else "3.1.1",
-                        mqtt_client_id=f"test-{uuid.uuid4().hex[:8]}", batch_max_wait_s=0.05, mappings=mappings)
-    ingest = MqttIngest(settings, database_url)
-    ingest.start()
-    wait_for(ingest.source.connected.is_set, what="the ingest worker's MQTT connection")
-    publisher = MqttPublisher(broker.url, client_id=f"pub-{uuid.uuid4().hex[:8]}")
-    for topic, body in messages:
-        publisher.publish_raw(topic, body)
-    publisher.close()
-    wait_for(lambda: ingest.worker.totals.messages >= len(messages), what=f"{len(messages)} messages written")
-    ingest.stop()
-    assert ingest.worker.failure is None
-    return ingest
+    return _run_ingest(database_url, broker, messages, mappings=mappings)
 
 
 def _register(db: psycopg.Connection, *devices: tuple[str, str, str | None]) -> None:
@@ -471,12 +458,7 @@ def _simulate_into(database_url: str, broker, fleet, start: datetime, end: datet
     from simulators.run import backfill
     from simulators.transports import MqttTransport
 
-    settings = Settings(database_url=database_url, mqtt_url=broker.url,
-                        mqtt_protocol="5" if broker.supports_mqtt5 else "3.1.1",
-                        mqtt_client_id=f"sim-{uuid.uuid4().hex[:6]}", batch_max_wait_s=0.05, mappings=mappings)
-    ingest = MqttIngest(settings, database_url)
-    ingest.start()
-    wait_for(ingest.source.connected.is_set, what="ingest connected")
+    ingest = started_ingest(database_url, broker, mappings=mappings)
     report = backfill(fleet, MqttTransport(broker.url, client_id=f"sim-{uuid.uuid4().hex[:6]}"), start, end,
                       seed=11, vendor=vendor)
     wait_for(lambda: ingest.worker.totals.messages >= report.messages, what="every simulated message written")

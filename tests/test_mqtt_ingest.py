@@ -10,16 +10,22 @@ from simulators.mqtt_publisher import MqttPublisher
 from tests.helpers import wait_for
 
 
-def _settings(database_url: str, broker) -> Settings:
+def _settings(database_url: str, broker, **overrides: object) -> Settings:
     return Settings(database_url=database_url, mqtt_url=broker.url,
                     mqtt_protocol="5" if broker.supports_mqtt5 else "3.1.1",
-                    mqtt_client_id=f"test-{uuid.uuid4().hex[:8]}", batch_max_wait_s=0.05)
+                    mqtt_client_id=f"test-{uuid.uuid4().hex[:8]}", batch_max_wait_s=0.05, **overrides)
 
 
-def _run_ingest(database_url: str, broker, messages: list[tuple[str, bytes]]) -> MqttIngest:
-    ingest = MqttIngest(_settings(database_url, broker), database_url)
+def started_ingest(database_url: str, broker, **overrides: object) -> MqttIngest:
+    """A running in-process MQTT ingest, subscribed; `overrides` are settings (e.g. mappings=FILE)."""
+    ingest = MqttIngest(_settings(database_url, broker, **overrides), database_url)
     ingest.start()
     wait_for(ingest.source.connected.is_set, what="the ingest worker's MQTT connection")
+    return ingest
+
+
+def _run_ingest(database_url: str, broker, messages: list[tuple[str, bytes]], **overrides: object) -> MqttIngest:
+    ingest = started_ingest(database_url, broker, **overrides)
     publisher = MqttPublisher(broker.url, client_id=f"pub-{uuid.uuid4().hex[:8]}")
     for topic, body in messages:
         publisher.publish_raw(topic, body)

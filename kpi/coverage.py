@@ -1,7 +1,8 @@
 """Sensor-driven indicators: the share of key points whose devices were up often enough over a period.
 
 Computed from the rollups (`heartbeats_daily.up_mask`, the local day's up hours of `heartbeats_hourly` as
-bits), so a period older than raw retention computes the same as yesterday.
+bits, and where the registry lets availability count, `availability_daily`'s, both read through the view
+`device_up_rows`), so a period older than raw retention computes the same as yesterday.
 """
 
 from dataclasses import dataclass, field
@@ -71,19 +72,20 @@ bound AS MATERIALIZED (
 
 # Each point's up hours from the point rollups (kpi/migrations/030_point_rollups.sql) where they are fresh:
 # whole months from point_monthly, other days from point_daily, and the days marked stale (and a last day cut
-# by "now") computed from heartbeats_daily.
+# by "now") computed from device_up_rows (heartbeats_daily, and availability_daily where it counts).
 # A point's up bits on each day of %(computed_days)s, computed per device-day: "A key point is up in a bucket if
 # any device bound to it in that bucket, of the indicator's kind (the registry's kind), is up" — the union
 # (bit_or) of its bound devices' bits ("a device is up in a bucket if it sent at least one healthy heartbeat in
-# it": its bit of up_mask), each cut to the buckets in which the binding and the point are both in force. One
-# index range per binding; the day before the binding's start only ever contributes zero bits. The live part
-# of a read, and what a refresh of the point rollups stores (kpi/point_rollups.py).
+# it", or was online in it where its kind's availability counts: its bits in device_up_rows), each cut to the
+# buckets in which the binding and the point are both in force. One index range per binding; the day before
+# the binding's start only ever contributes zero bits. The live part of a read, and what a refresh of the point
+# rollups stores (kpi/point_rollups.py).
 POINT_DAYS = """,
 point_days AS (
-    SELECT b.point_id, h.day, bit_or(h.up_mask & kpi_hour_mask(h.day, b.s, b.e)) AS up
+    SELECT b.point_id, h.day, bit_or((h.heartbeat_mask | h.availability_mask) & kpi_hour_mask(h.day, b.s, b.e)) AS up
     FROM bound b
-    JOIN heartbeats_daily h ON h.device_id = b.device_id AND h.day = ANY (%(computed_days)s)
-                           AND h.day > b.s - interval '25 hours' AND h.day < b.e
+    JOIN device_up_rows h ON h.device_id = b.device_id AND h.day = ANY (%(computed_days)s)
+                          AND h.day > b.s - interval '25 hours' AND h.day < b.e
     GROUP BY 1, 2
 )
 """
@@ -141,27 +143,33 @@ _AVAILABILITY_ROLLED = sql.Composed([sql.SQL(q) for q in (POINTS, _ROLLED, _PART
 # edge days. 25 hours is the longest local day.)
 DEVICE_DAYS = """,
 device_days AS (
-    SELECT b.point_id, b.device_id, sum(per_binding.up_hours)::int AS up_hours
+    SELECT b.point_id, b.device_id, sum(per_binding.up_hours)::int AS up_hours,
+           sum(per_binding.availability_hours)::int AS availability_hours
     FROM bound b
     CROSS JOIN LATERAL (
-        SELECT sum(CASE WHEN h.day >= b.s AND h.day + interval '25 hours' <= b.e THEN bit_count(h.up_mask::bit(64))
-                        ELSE bit_count((h.up_mask & kpi_hour_mask(h.day, b.s, b.e))::bit(64)) END) AS up_hours
-        FROM heartbeats_daily h
-        WHERE h.device_id = b.device_id AND h.day = ANY (%(device_days)s)
-          AND h.day > b.s - interval '25 hours' AND h.day < b.e
+        SELECT sum(CASE WHEN h.day >= b.s AND h.day + interval '25 hours' <= b.e THEN bit_count(h.up::bit(64))
+                        ELSE bit_count((h.up & kpi_hour_mask(h.day, b.s, b.e))::bit(64)) END) AS up_hours,
+               sum(bit_count((h.availability_only & kpi_hour_mask(h.day, b.s, b.e))::bit(64))) AS availability_hours
+        FROM (SELECT r.day, bit_or(r.heartbeat_mask | r.availability_mask) AS up,
+                     bit_or(r.availability_mask) & ~bit_or(r.heartbeat_mask) AS availability_only
+              FROM device_up_rows r
+              WHERE r.device_id = b.device_id AND r.day = ANY (%(device_days)s)
+                AND r.day > b.s - interval '25 hours' AND r.day < b.e
+              GROUP BY r.day) h
     ) per_binding
     GROUP BY 1, 2
 )
 """
 
 _DEVICE_MONTHS = """
-SELECT point_id, device_id, up_hours FROM point_device_monthly
+SELECT point_id, device_id, up_hours, availability_hours FROM point_device_monthly
 WHERE category = %(category)s AND kind = %(kind)s AND month = ANY (%(device_months)s)
 """
 
 _DEVICE_HOURS = sql.Composed([sql.SQL(q) for q in (POINTS, BOUND, DEVICE_DAYS)] + [sql.SQL("""
-SELECT point_id, device_id, sum(up_hours)::int AS up_hours
-FROM (SELECT point_id, device_id, up_hours FROM device_days UNION ALL"""), sql.SQL(_DEVICE_MONTHS), sql.SQL(""") parts
+SELECT point_id, device_id, sum(up_hours)::int AS up_hours, sum(availability_hours)::int AS availability_hours
+FROM (SELECT point_id, device_id, up_hours, availability_hours FROM device_days UNION ALL"""), sql.SQL(_DEVICE_MONTHS),
+                                                                                   sql.SQL(""") parts
 GROUP BY 1, 2
 HAVING sum(up_hours) > 0
 """)])
@@ -181,6 +189,8 @@ class PointEvidence:
     # Where its last version in force stands (WGS 84): the map of the evidence page.
     lat: float | None = None
     lon: float | None = None
+    # Of each device's up hours, those only its availability messages made up (no healthy heartbeat in them).
+    device_online_only_hours: dict[str, int] = field(default_factory=dict)
 
     @property
     def availability(self) -> Fraction:
@@ -193,7 +203,8 @@ class PointEvidence:
             "availability": f"{self.buckets_up}/{self.buckets_in_force}",
             "availability_percent": float(percent(self.buckets_up, self.buckets_in_force)),
             "covered": self.covered,
-            "devices": [{"device_id": d, "up_hours": h} for d, h in sorted(self.device_up_hours.items())],
+            "devices": [{"device_id": d, "up_hours": h, "online_only_hours": self.device_online_only_hours.get(d, 0)}
+                        for d, h in sorted(self.device_up_hours.items())],
             "lat": self.lat, "lon": self.lon,
         }
 
@@ -285,7 +296,8 @@ def point_evidence(conn: psycopg.Connection, *, category: str, device_kind: str,
 
     `start` is a local midnight; `end` the end of a bucket (a local midnight, or "now" cut to the hour).
     With `devices`, each point also lists its devices' up hours: closed months from the monthly device
-    rollups where a refresh has computed them, every other day per device-day from heartbeats_daily.
+    rollups where a refresh has computed them, every other day per device-day from device_up_rows; and how
+    many of those hours only availability messages made up.
     """
     if end <= start:
         return []
@@ -294,31 +306,34 @@ def point_evidence(conn: psycopg.Connection, *, category: str, device_kind: str,
         # One snapshot for the staleness marks and the rollups they vouch for.
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            rows, hours = _read(conn, params, start, end, zone, devices)
+            rows, hours, online_only = _read(conn, params, start, end, zone, devices)
     else:
-        rows, hours = _read(conn, params, start, end, zone, devices)
+        rows, hours, online_only = _read(conn, params, start, end, zone, devices)
     threshold = Fraction(theta)
     # "covered over P when its availability ≥ θ, compared exactly": up / in_force ≥ n / d, in integers.
     n, d = threshold.numerator, threshold.denominator
     return [
         PointEvidence(r["point_id"], r["name"], r["admin_unit"], r["buckets_in_force"], r["buckets_up"],
                       hours.get(r["point_id"], {}), r["buckets_up"] * d >= n * r["buckets_in_force"],
-                      r["lat"], r["lon"])
+                      r["lat"], r["lon"], online_only.get(r["point_id"], {}))
         for r in rows
     ]
 
 
 def _read(conn: psycopg.Connection, params: dict, start: datetime, end: datetime, zone: ZoneInfo,
-          devices: bool) -> tuple[list, dict[str, dict[str, int]]]:
+          devices: bool) -> tuple[list, dict[str, dict[str, int]], dict[str, dict[str, int]]]:
     plan = rollup_plan(conn, start, end, zone)
     query = _AVAILABILITY if plan.live_days else _AVAILABILITY_ROLLED
     rows = conn.execute(query, {**params, "months": plan.months, "days": plan.days,
                                 "computed_days": plan.live_days}).fetchall()
     hours: dict[str, dict[str, int]] = {}
+    online_only: dict[str, dict[str, int]] = {}
     if devices:
         for r in _device_hours(conn, params, plan, zone):
             hours.setdefault(r["point_id"], {})[r["device_id"]] = r["up_hours"]
-    return rows, hours
+            if r["availability_hours"]:
+                online_only.setdefault(r["point_id"], {})[r["device_id"]] = r["availability_hours"]
+    return rows, hours, online_only
 
 
 def _device_hours(conn: psycopg.Connection, params: dict, plan: RollupPlan, zone: ZoneInfo) -> list:

@@ -13,6 +13,7 @@ import psycopg
 from base.settings import Settings
 from base.time import local_midnight
 from catalog import Catalog, Indicator, load_catalog
+from kpi.availability import extend_open_availability
 from kpi.coverage import CoverageValue, PointEvidence, completed_end, point_evidence, summarise
 from kpi.rollups import check_rollup_zone, refresh_recent_rollups
 from kpi.units import points_by_unit, points_in_unit
@@ -58,6 +59,7 @@ class PeriodRead:
         completed = completed_end(start, end, now)
         # First, while the connection is idle: on TimescaleDB it may refresh the rollups (not in a transaction).
         refresh_recent_rollups(conn, start, completed, lateness_window=settings.lateness_window)
+        extend_open_availability(conn, now)
         check_rollup_zone(conn, settings.timezone)
         return cls(period_from, period_to, start, end, completed, now, settings)
 

@@ -3,7 +3,7 @@ and the registry.
 
 The tables and the staleness marks are defined in kpi/migrations/030_point_rollups.sql and
 050_device_months.sql. Readers never depend on this having run: a stale day, or a month whose device hours
-are not done, is computed from heartbeats_daily instead (kpi/coverage.py), so refreshing only moves work from
+are not done, is computed from device_up_rows instead (kpi/coverage.py), so refreshing only moves work from
 the reads to here.
 """
 
@@ -22,6 +22,7 @@ from psycopg import sql
 
 from base.time import local_midnight
 from catalog import Catalog
+from kpi.availability import extend_open_availability
 from kpi.coverage import BOUND, DEVICE_DAYS, POINT_DAYS, POINTS, month_days
 from kpi.rollups import refresh_recent_rollups
 
@@ -60,8 +61,8 @@ GROUP BY 1, 2, 3, 4
 
 # Each device's hours at each point over one closed month, per device-day as a read computes them.
 _COMPUTE_DEVICE_MONTH = sql.Composed([sql.SQL(q) for q in (POINTS, BOUND, DEVICE_DAYS)] + [sql.SQL("""
-INSERT INTO point_device_monthly (category, kind, month, point_id, device_id, up_hours)
-SELECT %(category)s, %(kind)s, %(start)s, point_id, device_id, up_hours
+INSERT INTO point_device_monthly (category, kind, month, point_id, device_id, up_hours, availability_hours)
+SELECT %(category)s, %(kind)s, %(start)s, point_id, device_id, up_hours, availability_hours
 FROM device_days
 WHERE up_hours > 0
 """)])
@@ -102,6 +103,8 @@ def refresh(conn: psycopg.Connection, catalog: Catalog, *, lateness_window: time
     savepoints and the caller commits.
     """
     now = now or datetime.now(UTC)
+    # Open online states first: the hours they reach mark their days, which this refresh then redoes.
+    extend_open_availability(conn, now)
     marks = conn.execute("SELECT day, generation, kpi_local_month(day) AS month FROM point_rollup_stale"
                          " ORDER BY day").fetchall()
     days_result = _refresh_stale_days(conn, catalog, marks, lateness_window, progress) if marks \

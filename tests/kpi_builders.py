@@ -72,14 +72,16 @@ def _summary(value) -> tuple:
 
 
 def _device_hours(value) -> list:
-    return [(e.point_id, sorted(e.device_up_hours.items())) for e in value.evidence]
+    return [(e.point_id, sorted(e.device_up_hours.items()), sorted(e.device_online_only_hours.items()))
+            for e in value.evidence]
 
 
 def per_device_day(db: psycopg.Connection, read):
     """`read()` with every day marked stale and no month of device hours done, so that everything is computed
-    per device-day from heartbeats_daily; rolled back after."""
+    per device-day from device_up_rows; rolled back after."""
     db.commit()
-    db.execute("SELECT kpi_mark_stale_days(ARRAY(SELECT DISTINCT day FROM heartbeats_daily))")
+    db.execute("SELECT kpi_mark_stale_days(ARRAY(SELECT day FROM heartbeats_daily"
+               " UNION SELECT day FROM availability_daily))")
     db.execute("DELETE FROM point_device_month_done")
     try:
         return read()
@@ -116,6 +118,15 @@ def value_every_way(db: psycopg.Connection, code: str, period_from: date, period
     assert _device_hours(as_they_are) == _device_hours(full), "device hours before a refresh disagree"
     assert _device_hours(refreshed) == _device_hours(full), "device hours from the monthly rollups disagree"
     return full
+
+
+def availability(db: psycopg.Connection, device_id: str, changes: list[tuple[datetime, bool]], *,
+                 retained: bool = False) -> None:
+    """Online (True) / offline (False) state changes, in one INSERT statement as the ingest sink writes them."""
+    db.execute("INSERT INTO availability_events (device_id, ts, online, retained, source, origin, received_at)"
+               " SELECT %s, c.ts, c.online, %s, 'test', 'test', c.ts FROM unnest(%s::timestamptz[], %s::boolean[])"
+               " AS c(ts, online) ON CONFLICT (device_id, ts) DO NOTHING",
+               (device_id, retained, [c[0] for c in changes], [c[1] for c in changes]))
 
 
 def materialise(database_url: str, start: datetime, end: datetime) -> None:

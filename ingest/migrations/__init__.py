@@ -3,5 +3,5 @@
 from base.migrations import Schema
 
 # The registry decides a device's kind and which gateway may report for it.
-SCHEMA = Schema("ingest", public=("heartbeats", "heartbeat_batch_hooks"),
+SCHEMA = Schema("ingest", public=("heartbeats", "heartbeat_batch_hooks", "availability_events"),
                 uses={"registry": ("devices", "bindings")})

@@ -12,8 +12,9 @@ def _materialise_once_created(conn: psycopg.Connection, applied: list[Migration]
         materialise_history(conn)
 
 
-# Rollups of ingest's heartbeats, and the registry's points and bindings: triggers on them mark the point
-# rollups stale, a read joins them. (The unit tree comes through registry/tree.py.)
+# Rollups of ingest's heartbeats and availability events, and the registry's points, bindings and kind rules:
+# triggers on them mark the point rollups stale, a read joins them. (The unit tree comes through
+# registry/tree.py.)
 SCHEMA = Schema("kpi", after_applying=_materialise_once_created,
-                uses={"registry": ("key_points", "devices", "bindings"),
-                      "ingest": ("heartbeats", "heartbeat_batch_hooks")})
+                uses={"registry": ("key_points", "devices", "bindings", "kind_rules"),
+                      "ingest": ("heartbeats", "heartbeat_batch_hooks", "availability_events")})

@@ -2,4 +2,4 @@
 
 from base.migrations import Schema
 
-SCHEMA = Schema("registry", public=("key_points", "devices", "bindings", "admin_units"))
+SCHEMA = Schema("registry", public=("key_points", "devices", "bindings", "admin_units", "kind_rules"))

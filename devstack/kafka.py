@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # Keep in step with <kafka.version> in deploy/kafka/pom.xml; it is also passed to Maven with -D.
 KAFKA_VERSION = "4.4.0"
-POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+POM = Path(__file__).resolve().parents[1] / "deploy" / "kafka" / "pom.xml"
 _STARTED_LINE = "Kafka Server started"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

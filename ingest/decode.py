@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from ingest import metrics
 from ingest.fastpath import accept, accept_mapped
-from ingest.mapping.apply import apply_mapping
+from ingest.mapping.apply import apply_availability, apply_mapping
 from ingest.mapping.spec import Mapping
-from ingest.message import Accepted, Acknowledge, Decoded, Message, Rejection
+from ingest.message import Accepted, Acknowledge, AvailabilityChange, Decoded, Message, Rejection
 from ingest.schema import Heartbeat, MappedHeartbeat
 
 
@@ -47,10 +47,15 @@ class DecodeStage:
     def message(self, *, source: str, origin: str, payload: bytes, received_at: datetime,
                 expected_device_id: str | None, allow_array: bool, acknowledge: Acknowledge,
                 gateway_id: str | None = None, flush: Acknowledge | None = None,
-                mapping: Mapping | None = None, topic_levels: tuple[str, ...] = (), key: str | None = None) -> Message:
+                mapping: Mapping | None = None, topic_levels: tuple[str, ...] = (), key: str | None = None,
+                retained: bool = False) -> Message:
         if mapping is None:
             decoded = decode_message(payload, received_at=received_at, expected_device_id=expected_device_id,
                                      allow_array=allow_array, limits=self.limits)
+        elif mapping.availability is not None:
+            decoded = decode_availability(payload, mapping, topic_levels=topic_levels, key=key,
+                                          received_at=received_at, retained=retained, limits=self.limits,
+                                          zone=self.zone)
         else:
             decoded = decode_mapped(payload, mapping, topic_levels=topic_levels, key=key, received_at=received_at,
                                     limits=self.limits, zone=self.zone)
@@ -184,6 +189,45 @@ def decode_mapped(raw: bytes, mapping: Mapping, *, topic_levels: tuple[str, ...]
     _count_mapped(mapping.name, "refused" if not accepted else "partly" if rejected else "mapped")
     # -1: a later refusal (against the registry) carries the whole message, not an element of it.
     return Decoded(accepted, rejected, [-1] * len(accepted))
+
+
+def decode_availability(raw: bytes, mapping: Mapping, *, topic_levels: tuple[str, ...] = (), key: str | None = None,
+                        received_at: datetime, retained: bool, limits: Limits, zone: ZoneInfo) -> Decoded:
+    """An availability message through its mapping: one state change, or the rejection naming the mapping."""
+    assert mapping.availability is not None
+    where = f"mapping {mapping.name!r}: "
+    if len(raw) > limits.max_message_bytes:
+        _count_mapped(mapping.name, "refused")
+        return _reject("too_large", f"{where}{len(raw)} bytes > {limits.max_message_bytes}", raw[:1024])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        _count_mapped(mapping.name, "refused")
+        return _reject("not_utf8", f"{where}byte {exc.start} is not UTF-8", raw)
+    if mapping.availability.path is None:
+        document: Any = text.strip()
+    else:
+        try:
+            document = json.loads(text, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError) as exc:
+            _count_mapped(mapping.name, "refused")
+            return _reject("not_json", f"{where}{str(exc)[:200]}", raw)
+    change, problem = apply_availability(mapping, document, topic_levels=topic_levels, key=key,
+                                         received_at=received_at, zone=zone)
+    if change is None:
+        _count_mapped(mapping.name, "refused")
+        return _reject("mapping", problem or where, raw)
+    device_id, ts, online = change
+    if ts > received_at + limits.future_tolerance:
+        _count_mapped(mapping.name, "refused")
+        return _reject("ts_future", f"{where}ts {ts.isoformat()} is ahead of receipt {received_at.isoformat()} by "
+                       f"more than {limits.future_tolerance}", raw)
+    if ts < received_at - limits.lateness_window:
+        _count_mapped(mapping.name, "refused")
+        return _reject("ts_too_old", f"{where}ts {ts.isoformat()} is older than the lateness window "
+                       f"({limits.lateness_window}) at receipt {received_at.isoformat()}", raw)
+    _count_mapped(mapping.name, "mapped")
+    return Decoded([], [], [], [AvailabilityChange(device_id, ts, online, retained)])
 
 
 # The labelled counters, looked up once each: `labels()` costs more than the rest of counting a message.

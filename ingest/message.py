@@ -40,6 +40,16 @@ class Accepted(NamedTuple):
                    heartbeat.checks, heartbeat.metrics, heartbeat.measurements, heartbeat.healthy)
 
 
+class AvailabilityChange(NamedTuple):
+    """A device's online/offline state from an availability message (ingest/mapping/); `retained`: the broker
+    delivered a retained message, a state set at some earlier time."""
+
+    device_id: str
+    ts: datetime
+    online: bool
+    retained: bool
+
+
 @dataclass(frozen=True)
 class Decoded:
     accepted: list[Accepted]
@@ -48,6 +58,8 @@ class Decoded:
     # against the registry, can then dead-letter that element's bytes alone (`element_raw`). -1: the whole
     # message's bytes (a mapped message, whose heartbeats are not elements of a top-level array).
     positions: list[int] = field(default_factory=list)
+    # What an availability mapping made of the message (no heartbeats then).
+    availability: list[AvailabilityChange] = field(default_factory=list)
 
 
 # Immutable, as it crosses threads; a NamedTuple rather than a frozen dataclass, whose __init__ costs four

@@ -34,6 +34,11 @@ MAPPED_MESSAGES = Counter(
     "citykpi_ingest_mapped_messages_total",
     "Messages read through a mapping (CITYKPI_MAPPINGS), by mapping and outcome: every heartbeat made, some "
     "refused by the mapping or the contract (partly), none made (refused)", ["mapping", "outcome"])
+AVAILABILITY_CHANGES = Counter(
+    "citykpi_ingest_availability_changes_total",
+    "Online/offline state changes from availability mappings: stored, or not stored because the device was "
+    "already in that state then (a retained message redelivered) or the same change was stored before",
+    ["source", "outcome"])
 BATCH_ROWS = Histogram(
     "citykpi_ingest_batch_rows", "Heartbeats per database transaction",
     buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000))

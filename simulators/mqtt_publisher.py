@@ -44,12 +44,12 @@ class MqttPublisher:
         self.publish_raw(f"{self.topic_prefix}/{payload['device_id']}/heartbeat",
                          json.dumps(payload, ensure_ascii=False).encode())
 
-    def publish_raw(self, topic: str, body: bytes) -> None:
+    def publish_raw(self, topic: str, body: bytes, *, retain: bool = False) -> None:
         with self._acknowledged:
             while self._pending >= self._max_pending:
                 self._acknowledged.wait()
             self._pending += 1
-        info = self._client.publish(topic, body, qos=1)
+        info = self._client.publish(topic, body, qos=1, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
             with self._acknowledged:
                 self._pending -= 1

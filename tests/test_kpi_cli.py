@@ -81,11 +81,13 @@ def test_evidence_lists_each_point_with_its_availability_and_devices(province: N
         {"code": "17", "from": "2026-11-01", "to": "2026-11-02", "point_id": "SEC-A",
          "name": "Quảng trường Nguyễn Tất Thành", "admin_unit": "540", "buckets_in_force": 24, "buckets_up": 24,
          "availability": "24/24", "availability_percent": 100.0, "covered": True,
-         "devices": [{"device_id": "cam-a1", "up_hours": 12}, {"device_id": "cam-a2", "up_hours": 14}],
+         "devices": [{"device_id": "cam-a1", "up_hours": 12, "online_only_hours": 0},
+                     {"device_id": "cam-a2", "up_hours": 14, "online_only_hours": 0}],
          "lat": 13.77, "lon": 109.22},
         {"code": "17", "from": "2026-11-01", "to": "2026-11-02", "point_id": "SEC-B", "name": "-2+3 @SUM(A1)",
          "admin_unit": "52", "buckets_in_force": 24, "buckets_up": 20, "availability": "20/24",
-         "availability_percent": 83.33, "covered": False, "devices": [{"device_id": "cam-b", "up_hours": 20}],
+         "availability_percent": 83.33, "covered": False,
+         "devices": [{"device_id": "cam-b", "up_hours": 20, "online_only_hours": 0}],
          "lat": 13.77, "lon": 109.22},
     ]
 

@@ -104,11 +104,12 @@ def test_a_path_that_cannot_be_read_is_refused_at_load(path: str) -> None:
 
 def test_topic_filters_match_as_mqtt_does() -> None:
     routes = Routes(load_mappings(EXAMPLES / "vms-cameras.toml") + load_mappings(EXAMPLES / "tasmota.toml"))
-    assert routes.mqtt_filters == ["vms/+/cameras", "tele/+/STATE"]
+    assert routes.mqtt_filters == ["vms/+/cameras", "tele/+/STATE", "tele/+/LWT"]
     assert routes.for_topic(["vms", "vms-1", "cameras"]).name == "vms-cameras"
     assert routes.for_topic(["tele", "plug", "STATE"]).name == "tasmota-state"
     assert routes.for_topic(["vms", "vms-1", "cameras", "extra"]) is None
-    assert routes.for_topic(["tele", "plug", "LWT"]) is None
+    assert routes.for_topic(["tele", "plug", "LWT"]).name == "tasmota-lwt"
+    assert routes.for_topic(["tele", "plug", "SENSOR"]) is None
 
 
 # ---- applying: the heartbeat a vendor message becomes, or each problem with its path -----------------------
@@ -271,8 +272,11 @@ def test_mappings_check_says_what_is_wrong_and_exits_non_zero(capsys: pytest.Cap
     assert (status, out) == (1, "")
     assert "mapping: mapping 'tasmota-state': checks.uplink_ok: nothing at 'Wifi.Signal'" in err
     assert main(["mappings", "check", str(EXAMPLES / "tasmota.toml"), "--sample", str(sample),
-                 "--topic", "tele/disp-4/LWT"]) == 1
+                 "--topic", "tele/disp-4/SENSOR"]) == 1
     assert "no mapping of" in capsys.readouterr().err
+    assert main(["mappings", "check", str(EXAMPLES / "tasmota.toml"), "--sample", str(sample),
+                 "--topic", "tele/disp-4/LWT"]) == 1
+    assert "mapping 'tasmota-lwt': availability:" in capsys.readouterr().err
 
 
 # ---- through Mosquitto and PostgreSQL ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from base.vocabulary import ID_CHARACTERS, ID_PATTERN
 from ingest.mapping.paths import MISSING, Where
 from ingest.mapping.spec import Mapping, Readings, Source, Spread, StatusSource, Timestamp
 from ingest.schema import parse_timestamp
@@ -59,6 +60,30 @@ def apply_mapping(mapping: Mapping, document: Any, *, topic_levels: tuple[str, .
             prefix = f"mapping {mapping.name!r}: " + (f"[{position}] " if mapping.each is not None else "")
             out.problems.append(prefix + str(problem))
     return out
+
+
+def apply_availability(mapping: Mapping, document: Any, *, topic_levels: tuple[str, ...] = (),
+                       key: str | None = None, received_at: datetime,
+                       zone: ZoneInfo) -> tuple[tuple[str, datetime, bool] | None, str | None]:
+    """An availability mapping applied to a message (its text, or its decoded JSON when the mapping reads a
+    path): (device id, ts, online), or the problem that stops it, naming the mapping."""
+    availability = mapping.availability
+    assert availability is not None
+    where = Where(document, document, topic_levels, key)
+    try:
+        device_id = _identifier(_value(mapping.device_id, where, "device_id"))
+        if type(device_id) is not str or not ID_PATTERN.fullmatch(device_id):
+            raise _Problem(f"device_id: {_shown(device_id)} is not a device id ({ID_CHARACTERS})")
+        state = document if availability.path is None else availability.path.read(where)
+        if state is MISSING:
+            raise _Problem(f"availability: nothing at {availability.path.text!r}")  # type: ignore[union-attr]
+        online = availability.says(state)
+        if online is None:
+            raise _Problem(f"availability: {_shown(state)} is neither online {list(availability.online)} nor "
+                           f"offline {list(availability.offline)}")
+        return (device_id, _timestamp(mapping.ts, where, received_at, zone), online), None
+    except _Problem as problem:
+        return None, f"mapping {mapping.name!r}: {problem}"
 
 
 def _heartbeat(mapping: Mapping, where: Where, received_at: datetime, zone: ZoneInfo) -> dict[str, Any]:

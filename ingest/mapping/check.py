@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from ingest.decode import Limits, decode_mapped
+from ingest.decode import Limits, decode_availability, decode_mapped
 from ingest.mapping.routes import Routes
 from ingest.mapping.spec import Mapping, MappingError, load_mappings
 
@@ -42,7 +42,10 @@ def check_mappings(file: Path, *, sample: Path | None, topic: str | None, key: s
     except OSError as exc:
         print(f"citykpi mappings check: {sample}: cannot be read ({exc.strerror or exc})", file=err)
         return 2
-    decoded = decode_mapped(payload, mapping, topic_levels=() if kafka else tuple(topic.split("/")), key=key,
+    levels = () if kafka else tuple(topic.split("/"))
+    if mapping.availability is not None:
+        return _check_availability(mapping, payload, levels, key, zone, sample, out, err)
+    decoded = decode_mapped(payload, mapping, topic_levels=levels, key=key,
                             received_at=datetime.now(UTC), limits=_ANY_TIME, zone=zone)
     for heartbeat in decoded.accepted:
         print(json.dumps({
@@ -58,8 +61,26 @@ def check_mappings(file: Path, *, sample: Path | None, topic: str | None, key: s
     return 1 if decoded.rejected or not decoded.accepted else 0
 
 
+def _check_availability(mapping: Mapping, payload: bytes, levels: tuple[str, ...], key: str | None, zone: ZoneInfo,
+                        sample: Path, out: TextIO, err: TextIO) -> int:
+    decoded = decode_availability(payload, mapping, topic_levels=levels, key=key, received_at=datetime.now(UTC),
+                                  retained=False, limits=_ANY_TIME, zone=zone)
+    for change in decoded.availability:
+        print(json.dumps({"device_id": change.device_id, "ts": change.ts.isoformat(),
+                          "state": "online" if change.online else "offline"}), file=out)
+    for rejection in decoded.rejected:
+        print(f"{rejection.reason}: {rejection.detail}", file=err)
+    print(f"{sample}: availability mapping {mapping.name!r}: {len(decoded.availability)} state change(s), "
+          f"{len(decoded.rejected)} problem(s)", file=err)
+    return 1 if decoded.rejected else 0
+
+
 def _summary(mapping: Mapping) -> str:
     where = f"mqtt {mapping.mqtt}" if mapping.mqtt is not None else f"kafka {mapping.kafka}"
+    if mapping.availability is not None:
+        reads = "the payload's text" if mapping.availability.path is None else mapping.availability.path.text
+        return f"{mapping.name}\t{where}\tavailability\t{reads}: online {list(mapping.availability.online)}, " \
+               f"offline {list(mapping.availability.offline)}"
     kind = mapping.kind or "the registry's kind"
     parts = [f"{len(fields)} {name}" for name, fields in
              (("checks", mapping.checks), ("metrics", mapping.metrics), ("measurements", mapping.measurements))

@@ -8,7 +8,7 @@ file is evaluated as code. See deploy/examples/mappings/ and ingest/README.md ("
 import math
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path as FilePath
 from typing import Any
@@ -107,6 +107,25 @@ class Readings:
 
 
 @dataclass(frozen=True)
+class Availability:
+    """What an availability message says (a retained online/offline topic, an MQTT Last Will): the state is the
+    whole payload as text (`path` None: Tasmota's `Online`, ESPHome's `online`), or the value at `path` of a JSON
+    payload (Zigbee2MQTT's `{"state": "online"}`); it is online when it is one of `online`, offline when one of
+    `offline`, and a problem otherwise."""
+
+    path: Path | None
+    online: tuple[Any, ...]
+    offline: tuple[Any, ...]
+
+    def says(self, value: Any) -> bool | None:
+        """True online, False offline, None neither (compared by type too: a vendor's 1 is not `true`)."""
+        for answer, values in ((True, self.online), (False, self.offline)):
+            if any(type(value) is type(v) and value == v for v in values):
+                return answer
+        return None
+
+
+@dataclass(frozen=True)
 class Mapping:
     name: str
     mqtt: str | None
@@ -125,6 +144,9 @@ class Mapping:
     metrics_from: Spread | None
     gateway_id: Path | None
     max_items: int
+    # Set: an availability mapping, whose messages are state changes, not heartbeats (only name, the topic,
+    # device_id and ts apply).
+    availability: Availability | None = None
 
     @cached_property
     def number_sections(self) -> tuple[tuple[str, tuple[tuple[str, Source], ...], Spread | None], ...]:
@@ -182,8 +204,11 @@ def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
 def _mapping(entry: Any, max_items: int) -> Mapping:
     if not isinstance(entry, dict):
         raise MappingError("must be a table")
+    if "availability" in entry:
+        return _availability_mapping(entry, max_items)
     _only(entry, {"name", "mqtt", "kafka", "each", "device_id", "kind", "ts", "seq", "status", "checks", "metrics",
-                  "measurements", "readings", "gateway_id", "max_items", "measurements_from", "metrics_from"}, "keys")
+                  "measurements", "readings", "gateway_id", "max_items", "measurements_from", "metrics_from",
+                  "availability"}, "keys")
     name = entry.get("name")
     if not isinstance(name, str) or not _MAPPING_NAME.match(name):
         raise MappingError(f"name: required, {ID_CHARACTERS} (it labels metrics and dead letters)")
@@ -225,6 +250,38 @@ def _mapping(entry: Any, max_items: int) -> Mapping:
     if mapping.readings is not None and mapping.status is not None:
         raise MappingError("status and readings.status both set the status: keep one")
     return mapping
+
+
+def _availability_mapping(entry: dict[str, Any], max_items: int) -> Mapping:
+    unknown = sorted(set(entry) - {"name", "mqtt", "kafka", "device_id", "ts", "availability"})
+    if unknown:
+        raise MappingError(f"{unknown[0]!r} belongs to heartbeat mappings; an availability mapping takes name, mqtt "
+                           "or kafka, device_id, ts and availability")
+    spec = entry["availability"]
+    if not isinstance(spec, dict):
+        raise MappingError("availability: { online = [values], offline = [values] }, and path for a JSON payload")
+    _only(spec, {"path", "online", "offline"}, "availability")
+    said: dict[Any, str] = {}
+    for state in ("online", "offline"):
+        values = spec.get(state)
+        if not isinstance(values, list) or not 0 < len(values) <= MAX_FIELDS:
+            raise MappingError(f"availability.{state}: a list of 1 to {MAX_FIELDS} values")
+        for value in values:
+            if type(value) not in (str, int, bool):
+                raise MappingError(f"availability.{state}: {value!r} is not a string, integer or boolean")
+            if "path" not in spec and type(value) is not str:
+                raise MappingError(f"availability.{state}: {value!r}: a text payload is compared with strings")
+            if (type(value), value) in said:
+                raise MappingError(f"availability: {value!r} is both {said[(type(value), value)]} and {state}")
+            said[(type(value), value)] = state
+    path = _path(spec["path"], "availability.path") if "path" in spec else None
+    base = _mapping({"name": entry.get("name"), **{k: entry[k] for k in ("mqtt", "kafka", "device_id", "ts")
+                                                    if k in entry}}, max_items)
+    if path is None and (base.device_id.path is None or base.device_id.path.origin not in ("topic", "key")):
+        raise MappingError("device_id: a text payload holds no field: a topic level such as 'topic[1]', or 'key'")
+    if path is None and base.ts.path is not None:
+        raise MappingError("ts: a text payload holds no time: leave ts out (the time it is received)")
+    return replace(base, availability=Availability(path, tuple(spec["online"]), tuple(spec["offline"])))
 
 
 def _check_topic_filter(text: Any) -> None:

@@ -341,7 +341,7 @@ class MqttSource:
         self._arrived.append(self._decode.message(
             source="mqtt", origin=topic, payload=msg.payload, received_at=self.clock(),
             expected_device_id=device_id, allow_array=is_gateway, acknowledge=acknowledge, gateway_id=gateway_id,
-            flush=self._flush_acknowledgements, mapping=mapping, topic_levels=tuple(levels)))
+            flush=self._flush_acknowledgements, mapping=mapping, topic_levels=tuple(levels), retained=msg.retain))
 
     def _hand_over(self) -> None:
         arrived, self._arrived = self._arrived, []

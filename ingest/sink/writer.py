@@ -24,7 +24,7 @@ from base.vocabulary import MONITOR_KINDS
 from ingest import metrics
 from ingest.dead_letters import DeadLetterLimit, raw_kept, sender
 from ingest.decode import element_raw
-from ingest.message import Accepted, Message, Rejection
+from ingest.message import Accepted, AvailabilityChange, Message, Rejection
 from ingest.sink.errors import Verdict, classify, describe, error_class
 from ingest.sink.rows import stage_copy_data
 
@@ -98,6 +98,30 @@ RETURNING source
 # registered (ingest/migrations/003_batch_hooks.sql). On plain PostgreSQL their triggers see every writer.
 _BATCH_HOOKS = "SELECT function_name FROM heartbeat_batch_hooks ORDER BY function_name"
 _BATCH_HOURS = "(SELECT ARRAY(SELECT DISTINCT date_trunc('hour', ts, 'UTC') FROM heartbeat_stage) AS hours) batch"
+# Availability mappings' state changes (ingest/mapping/), in the batch's transaction like its heartbeats.
+# A change to the state the device was already in at its ts (a retained message redelivered on every
+# reconnect, mostly) says nothing: not stored. The KPI package's trigger turns what is stored into hours.
+_INSERT_AVAILABILITY = """
+WITH batch AS (
+    SELECT c.*, lag(c.ts) OVER w AS ts_before, lag(c.online) OVER w AS online_before
+    FROM unnest(%s::text[], %s::timestamptz[], %s::boolean[], %s::boolean[], %s::text[], %s::text[],
+                %s::timestamptz[]) AS c(device_id, ts, online, retained, source, origin, received_at)
+    WINDOW w AS (PARTITION BY c.device_id ORDER BY c.ts)
+)
+INSERT INTO availability_events (device_id, ts, online, retained, source, origin, received_at)
+SELECT c.device_id, c.ts, c.online, c.retained, c.source, c.origin, c.received_at
+FROM batch c
+-- The state in force just before: the latest of the stored changes at or before it and the batch's before it.
+WHERE c.online IS DISTINCT FROM (
+    SELECT s.online FROM (
+        (SELECT e.ts, e.online FROM availability_events e
+         WHERE e.device_id = c.device_id AND e.ts <= c.ts ORDER BY e.ts DESC LIMIT 1)
+        UNION ALL
+        SELECT c.ts_before, c.online_before WHERE c.ts_before IS NOT NULL
+    ) s ORDER BY s.ts DESC LIMIT 1)
+ON CONFLICT (device_id, ts) DO NOTHING
+RETURNING source
+"""
 _COPY_DEAD_LETTERS = "COPY dead_letters (received_at, source, origin, reason, detail, raw) FROM STDIN"
 
 
@@ -114,6 +138,7 @@ class BatchResult:
     # Rejections over their sender's dead-letter rate: counted, not stored.
     suppressed: int = 0
     unknown_device: int = 0
+    availability_stored: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: "BatchResult") -> "BatchResult":
@@ -123,6 +148,7 @@ class BatchResult:
         self.dead_lettered += other.dead_lettered
         self.suppressed += other.suppressed
         self.unknown_device += other.unknown_device
+        self.availability_stored += other.availability_stored
         for reason, count in other.by_reason.items():
             self.by_reason[reason] = self.by_reason.get(reason, 0) + count
         return self
@@ -177,6 +203,7 @@ class HeartbeatSink:
     def write(self, messages: list[Message]) -> BatchResult:
         staged: list[_Staged] = []
         rejected: list[tuple[Message, Rejection]] = []
+        changes: list[tuple[Message, AvailabilityChange]] = []
         for source, count in Counter(message.source for message in messages).items():
             metrics.MESSAGES_RECEIVED.labels(source).inc(count)
         for message in messages:
@@ -184,13 +211,14 @@ class HeartbeatSink:
             staged += [_Staged(message, hb, position)
                        for hb, position in zip(decoded.accepted, decoded.positions, strict=True)]
             rejected += [(message, rejection) for rejection in decoded.rejected]
+            changes += [(message, change) for change in decoded.availability]
         # Counted once a message, before any retry of the transaction.
         rejected, suppressed = self._limited(rejected)
 
         attempt = 0
         while True:
             try:
-                result = self._write_isolating(staged, rejected)
+                result = self._write_isolating(staged, rejected, changes)
                 self.database_ok = True
                 break
             except Exception as exc:
@@ -218,17 +246,19 @@ class HeartbeatSink:
         _record_latency(messages, staged)
         return result
 
-    def _write_isolating(self, staged: list[_Staged], rejected: list[tuple[Message, Rejection]]) -> BatchResult:
+    def _write_isolating(self, staged: list[_Staged], rejected: list[tuple[Message, Rejection]],
+                         changes: list[tuple[Message, AvailabilityChange]]) -> BatchResult:
         try:
-            return self._write_once(staged, rejected)
+            return self._write_once(staged, rejected, changes)
         except Exception as exc:
             if classify(exc) is not Verdict.REJECT:
                 raise
             metrics.DATABASE_ERRORS.labels(error_class(exc)).inc()
             log.warning("the database rejected a batch of %d heartbeats (%s); isolating the offending ones",
                         len(staged), describe(exc))
-        # The decoder's rejections go first and alone: they hold no heartbeat the database could refuse.
-        result = self._write_once([], rejected) if rejected else BatchResult()
+        # The decoder's rejections go first and alone, with the state changes: they hold no heartbeat the
+        # database could refuse.
+        result = self._write_once([], rejected, changes) if rejected or changes else BatchResult()
         return result.add(self._bisect(staged))
 
     def _bisect(self, staged: list[_Staged]) -> BatchResult:
@@ -250,7 +280,8 @@ class HeartbeatSink:
             log.warning("dead-lettered a heartbeat the database refused: %s", rejection.detail)
             return self._write_once([], [(item.message, rejection)])
 
-    def _write_once(self, staged: list[_Staged], rejected: list[tuple[Message, Rejection]]) -> BatchResult:
+    def _write_once(self, staged: list[_Staged], rejected: list[tuple[Message, Rejection]],
+                    changes: list[tuple[Message, AvailabilityChange]] | None = None) -> BatchResult:
         started = time.perf_counter()
         result = BatchResult()
         refusals: list[tuple[Message, Rejection]] = []  # made here, against the registry
@@ -291,6 +322,11 @@ class HeartbeatSink:
                     result.stored = stored_by_source.total()
                     result.unknown_device = unknown_by_source.total()
                     result.duplicates = len(staged) - len(refusals) - result.stored
+                if changes:
+                    stored_changes = Counter(r["source"] for r in cur.execute(_INSERT_AVAILABILITY, _columns(
+                        [(c.device_id, c.ts, c.online, c.retained, m.source, m.origin, m.received_at)
+                         for m, c in changes])).fetchall())
+                    result.availability_stored = stored_changes.total()
                 # (A batch retried after a failure counts its refusals against the senders' rates again.)
                 kept, result.suppressed = self._limited(refusals)
                 letters = [*rejected, *kept]
@@ -304,6 +340,11 @@ class HeartbeatSink:
         for _message, rejection in letters:
             result.by_reason[rejection.reason] = result.by_reason.get(rejection.reason, 0) + 1
         _record(staged, letters, refusals, stored_by_source, unknown_by_source, time.perf_counter() - started)
+        if changes:
+            offered = Counter(message.source for message, _change in changes)
+            for source, count in offered.items():
+                metrics.AVAILABILITY_CHANGES.labels(source, "stored").inc(stored_changes[source])
+                metrics.AVAILABILITY_CHANGES.labels(source, "not_new").inc(count - stored_changes[source])
         return result
 
     def _limited(self, rejected: list[tuple[Message, Rejection]]) -> tuple[list[tuple[Message, Rejection]], int]:
@@ -331,6 +372,11 @@ def _record(staged: list[_Staged], letters: list[tuple[Message, Rejection]],
         metrics.DEAD_LETTERS.labels(message.source, rejection.reason).inc()
     metrics.BATCH_ROWS.observe(len(staged))
     metrics.BATCH_WRITE_SECONDS.observe(seconds)
+
+
+def _columns(rows: list[tuple]) -> list[list]:
+    """Rows as the column arrays an `unnest(…)` takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _hooks_call(conn: psycopg.Connection) -> sql.Composable | None:

@@ -59,7 +59,9 @@ def _evidence(args: argparse.Namespace) -> int:
         print(f"#{value.code} {value.period_from} → {value.period_to}: {value.numerator}/{value.denominator} "
               f"điểm đạt (θ = {value.theta}) [{value.status}]")
         for r in rows:
-            devices = ", ".join(f"{d['device_id']} {d['up_hours']} h" for d in r["devices"]) or "—"
+            devices = ", ".join(f"{d['device_id']} {d['up_hours']} h"
+                                + (f" ({d['online_only_hours']} h online only)" if d["online_only_hours"] else "")
+                                for d in r["devices"]) or "—"
             print(f"  {r['point_id']:<16} {r['availability']:>9} {r['availability_percent']:>7.2f}%  "
                   f"{'đạt' if r['covered'] else 'không đạt':<9}  {devices}")
     return 0

@@ -48,8 +48,8 @@ def test_evidence_lists_the_points_of_the_denominator(api: TestClient) -> None:
     body = api.get("/v1/kpis/17/evidence", params={"from": "2026-10-01", "to": "2026-10-02"}).json()
     assert [(p["point_id"], p["availability"], p["availability_percent"], p["covered"], p["devices"])
             for p in body["points"]] == [
-        ("SEC-A", "22/24", 91.67, True, [{"device_id": "cam-a", "up_hours": 22}]),
-        ("SEC-B", "12/24", 50.0, False, [{"device_id": "cam-b", "up_hours": 12}])]
+        ("SEC-A", "22/24", 91.67, True, [{"device_id": "cam-a", "up_hours": 22, "online_only_hours": 0}]),
+        ("SEC-B", "12/24", 50.0, False, [{"device_id": "cam-b", "up_hours": 12, "online_only_hours": 0}])]
 
 
 def test_the_catalog_carries_the_latest_complete_months_values(api: TestClient) -> None:

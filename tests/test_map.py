@@ -17,7 +17,7 @@ from base.settings import Settings, check_tile_template
 from kpi.coverage import PointEvidence
 from registry.tree import UnitTree
 from registry.units import AdminUnit
-from tests.kpi_builders import ZONE, beats, device, every_hour, hours, unit
+from tests.kpi_builders import ZONE, availability, beats, device, every_hour, hours, unit
 from web.app import create_app
 from web.pages.evidence_map import render_evidence_map
 from web.pages.unit_map import unit_entries
@@ -103,13 +103,29 @@ def test_a_map_entry_carries_the_popups_availability_devices_and_history_link(ap
     by_id = {p["id"]: p for p in embedded(page, "evidence-map-data")["points"]}
     assert {k: by_id["SEC-B"][k] for k in ("name", "unit", "up", "in_force", "percent", "devices", "url")} == {
         "name": "Điểm SEC-B", "unit": "540", "up": 12, "in_force": 744, "percent": 1.61,
-        "devices": [{"id": "cam-b", "up_hours": 12}], "url": "/points/SEC-B"}
+        "devices": [{"id": "cam-b", "up_hours": 12, "online_only_hours": 0}], "url": "/points/SEC-B"}
 
 
 def test_a_bound_camera_that_never_sent_a_heartbeat_is_in_the_popup_with_zero_hours(api: TestClient) -> None:
     page = api.get("/kpi/17/evidence", params={"period": "2026-10"}).text
     by_id = {p["id"]: p for p in embedded(page, "evidence-map-data")["points"]}
-    assert (by_id["SEC-D"]["state"], by_id["SEC-D"]["devices"]) == ("not-covered", [{"id": "cam-d", "up_hours": 0}])
+    assert (by_id["SEC-D"]["state"], by_id["SEC-D"]["devices"]) == (
+        "not-covered", [{"id": "cam-d", "up_hours": 0, "online_only_hours": 0}])
+
+
+def test_the_hours_only_a_connection_status_made_up_are_named_in_the_table_popup_and_api(
+        api: TestClient, db: psycopg.Connection) -> None:
+    # cam-b sent heartbeats from 00:00 to 12:00 on 1 October; on the 20th it only said it was online, 00:00–03:00.
+    availability(db, "cam-b", [(datetime(2026, 10, 20, 0, 0, tzinfo=ZONE), True),
+                               (datetime(2026, 10, 20, 3, 0, tzinfo=ZONE), False)])
+    db.commit()
+    page = api.get("/kpi/17/evidence", params={"period": "2026-10"}).text
+    by_id = {p["id"]: p for p in embedded(page, "evidence-map-data")["points"]}
+    assert by_id["SEC-B"]["devices"] == [{"id": "cam-b", "up_hours": 15, "online_only_hours": 3}]
+    assert "cam-b (15 giờ, trong đó 3 giờ chỉ có tín hiệu trực tuyến)" in page
+    body = api.get("/v1/kpis/17/evidence", params={"from": "2026-10-01", "to": "2026-11-01"}).json()
+    assert [p["devices"] for p in body["points"] if p["point_id"] == "SEC-B"] == [
+        [{"device_id": "cam-b", "up_hours": 15, "online_only_hours": 3}]]
 
 
 def test_a_point_name_cannot_break_out_of_the_embedded_data(api: TestClient) -> None:

@@ -43,6 +43,7 @@ class KpiValue(BaseModel):
 class DeviceHours(BaseModel):
     device_id: str
     up_hours: int
+    online_only_hours: int = Field(0, description="of up_hours, those only an availability message made up")
 
 
 class PointEvidenceBody(BaseModel):

@@ -13,7 +13,8 @@ STATES = {
     "no-device": "Không đạt: không gắn thiết bị đúng loại nào trong kỳ",
 }
 POPUP_LABELS = {"id": "Mã điểm", "unit": "Đơn vị", "availability": "Hoạt động", "devices": "Thiết bị",
-                "hours": "giờ", "none": "không có", "history": "Lịch sử điểm →"}
+                "hours": "giờ", "online_only": "giờ chỉ có tín hiệu trực tuyến", "none": "không có",
+                "history": "Lịch sử điểm →"}
 
 
 def point_url(point_id: str) -> str:
@@ -26,13 +27,15 @@ def map_entries(points: list[dict], bound: dict[str, list[str]]) -> list[dict]:
     entries = []
     for p in points:
         hours = {d["device_id"]: d["up_hours"] for d in p["devices"]}
+        online_only = {d["device_id"]: d.get("online_only_hours", 0) for d in p["devices"]}
         devices = sorted(set(hours) | set(bound.get(p["point_id"], [])))
         state = "covered" if p["covered"] else "not-covered" if devices else "no-device"
         entries.append({
             "id": p["point_id"], "name": p["name"] or "", "unit": p["admin_unit"] or "—",
             "lat": p["lat"], "lon": p["lon"], "state": state, "up": p["buckets_up"], "in_force": p["buckets_in_force"],
             "percent": p["availability_percent"], "url": point_url(p["point_id"]),
-            "devices": [{"id": d, "up_hours": hours.get(d, 0)} for d in devices]})
+            "devices": [{"id": d, "up_hours": hours.get(d, 0), "online_only_hours": online_only.get(d, 0)}
+                        for d in devices]})
     return entries
 
 

@@ -17,6 +17,14 @@ def _why(point: dict, theta: str) -> str:
     return f"Không đạt: hoạt động {point['availability']} giờ ({point['availability_percent']}%) < θ = {theta}"
 
 
+def _device_hours(device: dict) -> str:
+    # The hours only a connection status made up are named, so that an auditor sees how much of a rate rests
+    # on "online" alone (README, "Availability messages").
+    online_only = device.get("online_only_hours", 0)
+    extra = f", trong đó {online_only} giờ chỉ có tín hiệu trực tuyến" if online_only else ""
+    return f"{device['up_hours']} giờ{extra}"
+
+
 def render_evidence_page(value: CoverageValue, points: list[dict], back_url: str, *, map_entries: list[dict],
                          tiles: dict[str, str] | None) -> str:
     """`points` as `kpi.export.evidence_dicts` gives them; `map_entries` from `evidence_map.map_entries`."""
@@ -24,7 +32,7 @@ def render_evidence_page(value: CoverageValue, points: list[dict], back_url: str
     status = f'<span class="badge {escape(value.status)}">{escape(STATUS_VI.get(value.status, value.status))}</span>'
     rows = []
     for p in points:
-        devices = ", ".join(f"{escape(d['device_id'])} ({d['up_hours']} giờ)" for d in p["devices"]) or "—"
+        devices = ", ".join(f"{escape(d['device_id'])} ({_device_hours(d)})" for d in p["devices"]) or "—"
         rows.append(
             f'<tr data-point="{escape(p["point_id"])}" class="{"covered" if p["covered"] else "not-covered"}">'
             f'<td><a href="{escape(point_url(p["point_id"]))}">{escape(p["point_id"])}</a></td>'
@@ -42,7 +50,8 @@ tr.not-covered td{{background:#fff8f0}}</style>{map_head("evidence-map.js")}</he
 <p>Kỳ {value.period_from} đến trước {value.period_to}: <strong>{shown}</strong> ({value.numerator} / {value.denominator}
 điểm đạt, θ = {value.theta}) {status}</p>
 <p class="muted">Một điểm hoạt động trong một giờ (giờ địa phương) khi có thiết bị đúng loại gắn với điểm gửi
-ít nhất một heartbeat tốt trong giờ đó; điểm đạt khi số giờ hoạt động / số giờ điểm có hiệu lực ≥ θ.</p>
+ít nhất một heartbeat tốt trong giờ đó (với camera, Wi-Fi và bảng thông tin: hoặc báo trực tuyến trong giờ đó); điểm
+đạt khi số giờ hoạt động / số giờ điểm có hiệu lực ≥ θ.</p>
 {render_evidence_map(map_entries, tiles)}
 <table><thead><tr><th>Mã điểm</th><th>Tên</th><th>Đơn vị</th><th>Giờ hoạt động / có hiệu lực</th><th>Tỷ lệ</th>
 <th>Đạt</th><th>Thiết bị (giờ hoạt động)</th><th>Lý do</th></tr></thead><tbody>

@@ -14,7 +14,8 @@
 
   const popup = (point) => {
     const labels = data.labels;
-    const devices = point.devices.map((d) => `${d.id} (${d.up_hours} ${labels.hours})`).join(", ");
+    const onlineOnly = (d) => (d.online_only_hours ? `, ${d.online_only_hours} ${labels.online_only}` : "");
+    const devices = point.devices.map((d) => `${d.id} (${d.up_hours} ${labels.hours}${onlineOnly(d)})`).join(", ");
     const box = element("div");
     const link = element("a", labels.history);
     link.href = point.url;

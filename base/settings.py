@@ -64,8 +64,18 @@ class Settings(BaseSettings):
     mappings: Path | None = Field(
         None, description="mapping file (TOML) of vendor messages to read as heartbeats: its MQTT topic filters "
         "and Kafka topics are consumed beside the native ones (deploy/examples/mappings/)")
-    ingest_source: Literal["mqtt", "kafka", "both"] = Field(
+    ingest_source: Literal["mqtt", "kafka", "both", "files"] = Field(
         "mqtt", description="default of `citykpi ingest --source`")
+    files_dir: Path | None = Field(
+        None, description="directory the monitoring stations' data files are dropped in (by FTP) for "
+        "`citykpi ingest --source files`; processing/, done/ and rejected/ are made in it")
+    files_poll_s: float = Field(2.0, gt=0, le=3600, description="how often the files directory is looked at")
+    files_settle_s: float = Field(
+        5.0, ge=0, le=3600, description="a file is taken once nothing wrote to it for this long (an upload in "
+        "progress is left alone)")
+    station_status_codes: dict[Literal["ok", "degraded", "fault"], list[str]] = Field(
+        {"ok": ["00"], "degraded": ["01"], "fault": ["02"]},
+        description="the data loggers' instrument status codes (JSON): measuring, calibrating, instrument error")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="the province's time zone: buckets and dates use it")
     lateness_window: timedelta = Field(
         timedelta(days=7), description="heartbeats older than this at receipt are rejected; KPIs final after it")

@@ -21,6 +21,10 @@ def _ingest(args: argparse.Namespace) -> int:
             print(f"citykpi ingest: {exc}", file=sys.stderr)
             return 2
     source = args.source or settings.ingest_source
+    if source == "files" and settings.files_dir is None:
+        print("citykpi ingest: --source files needs CITYKPI_FILES_DIR, the directory station files arrive in",
+              file=sys.stderr)
+        return 2
     return run_forever(settings, ("mqtt", "kafka") if source == "both" else (source,))
 
 
@@ -51,8 +55,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "and acknowledges what was taken, commits Kafka offsets and exits 0. /metrics, /healthz and /readyz "
         "are served on CITYKPI_METRICS_PORT.",
         epilog=environment_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    ingest.add_argument("--source", choices=("mqtt", "kafka", "both"), default=None,
-                        help="which brokers to consume (default: CITYKPI_INGEST_SOURCE, else mqtt)")
+    ingest.add_argument("--source", choices=("mqtt", "kafka", "both", "files"), default=None,
+                        help="which brokers to consume, or `files`: monitoring-station files dropped in "
+                        "CITYKPI_FILES_DIR (default: CITYKPI_INGEST_SOURCE, else mqtt)")
     ingest.add_argument("--mappings", type=Path, default=None, metavar="FILE",
                         help="mapping file of vendor messages (default: CITYKPI_MAPPINGS); see "
                         "`citykpi mappings check`")

@@ -165,6 +165,14 @@ def decode_mapped(raw: bytes, mapping: Mapping, *, topic_levels: tuple[str, ...]
         except (ValueError, RecursionError) as exc:
             _count_mapped(mapping.name, "refused")
             return _reject("not_json", f"mapping {mapping.name!r}: {str(exc)[:200]}", raw)
+    return decode_document(document, raw, mapping, topic_levels=topic_levels, key=key, received_at=received_at,
+                           limits=limits, zone=zone)
+
+
+def decode_document(document: Any, raw: bytes, mapping: Mapping, *, topic_levels: tuple[str, ...] = (),
+                    key: str | None = None, received_at: datetime, limits: Limits, zone: ZoneInfo) -> Decoded:
+    """A document already read (JSON, or a station file's lines: ingest/files/) through its mapping; `raw` is
+    what a dead letter keeps of it."""
     mapped = apply_mapping(mapping, document, topic_levels=topic_levels, key=key, received_at=received_at,
                            zone=zone)
     rejected = [Rejection("mapping", problem, raw) for problem in mapped.problems]

@@ -39,6 +39,11 @@ AVAILABILITY_CHANGES = Counter(
     "Online/offline state changes from availability mappings: stored, or not stored because the device was "
     "already in that state then (a retained message redelivered) or the same change was stored before",
     ["source", "outcome"])
+STATION_FILES = Counter(
+    "citykpi_ingest_station_files_total",
+    "Monitoring-station files taken from CITYKPI_FILES_DIR, by where they ended: done (every line read and "
+    "stored or a duplicate), rejected (moved to rejected/ with its reasons; its good lines still stored)",
+    ["outcome"])
 BATCH_ROWS = Histogram(
     "citykpi_ingest_batch_rows", "Heartbeats per database transaction",
     buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000))

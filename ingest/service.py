@@ -16,6 +16,7 @@ from base.settings import Settings
 from ingest.dead_letters import DeadLetterLimit, DeadLetterRetention
 from ingest.decode import DecodeStage, Limits
 from ingest.endpoint import OpsEndpoint
+from ingest.files import FilesSource
 from ingest.kafka import KafkaSource
 from ingest.mapping.routes import Routes
 from ingest.mapping.spec import load_mappings
@@ -25,7 +26,7 @@ from ingest.sink import HeartbeatSink
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("mqtt", "kafka")
+SOURCES = ("mqtt", "kafka", "files")
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -83,7 +84,7 @@ class Ingest:
         self.worker = IngestWorker(self.sink, batch_max_rows=settings.batch_max_rows,
                                    batch_max_wait_s=settings.batch_max_wait_s, batch_idle_s=settings.batch_idle_s,
                                    **worker_options)
-        self.sources: list[MqttSource | KafkaSource] = []
+        self.sources: list[MqttSource | KafkaSource | FilesSource] = []
         if "mqtt" in sources:
             source = build_mqtt_source(settings, routes)
             if clock is not None:
@@ -91,6 +92,12 @@ class Ingest:
             self.sources.append(source)
         if "kafka" in sources:
             self.sources.append(build_kafka_source(settings, clock=clock, routes=routes))
+        if "files" in sources:
+            if settings.files_dir is None:
+                raise ValueError("the files source needs CITYKPI_FILES_DIR, the directory station files arrive in")
+            self.sources.append(FilesSource(settings.files_dir, database_url, poll_s=settings.files_poll_s,
+                                            settle_s=settings.files_settle_s,
+                                            status_codes=settings.station_status_codes, clock=clock))
 
     def start(self) -> None:
         self.worker.start()
@@ -170,6 +177,8 @@ def _describe_sources(settings: Settings, sources: Sequence[str]) -> str:
     if "kafka" in sources:
         where.append(f"Kafka {settings.kafka_bootstrap} ({KafkaSecurity.from_settings(settings).describe()}) "
                      f"topic {settings.kafka_topic} group {settings.kafka_group_id}")
+    if "files" in sources:
+        where.append(f"station files in {settings.files_dir}")
     return " and ".join(where)
 
 

@@ -1,0 +1,307 @@
+"""Monitoring-station files as a source (ingest/files/): the file layout and its refusals, then `citykpi ingest
+--source files` against the real PostgreSQL — every status code, a malformed line, a duplicate file, an unknown
+station, a file already claimed by a process that died, a kill -9 mid-directory — and the indicator they move."""
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from base.settings import Settings
+from devstack.ingest_process import IngestProcess
+from ingest.decode import Limits
+from ingest.files.station_file import decode_station_file, read_station_file, station_mapping
+from ingest.message import Accepted
+from ingest.service import Ingest
+from tests.helpers import wait_for
+from tests.kpi_builders import device, point, value_every_way
+
+ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+STATION = "BDI_QN_NUOCMAT01"
+SECOND = date(2026, 11, 2)
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=ZONE)
+
+
+def _line(parameter: str, value: str, at: datetime, status: str, unit: str = "mg/L") -> str:
+    return f"{parameter}\t{value}\t{unit}\t{at.strftime('%Y%m%d%H%M%S')}\t{status}"
+
+
+def _file(at: datetime, statuses: dict[str, str] | None = None) -> str:
+    statuses = statuses or {"pH": "00", "DO": "00", "TSS": "00"}
+    values = {"pH": "7.12", "DO": "5.6", "TSS": "18.0"}
+    return "\r\n".join(_line(p, values.get(p, "1.0"), at, s) for p, s in statuses.items()) + "\r\n"
+
+
+def _name(at: datetime, station: str = STATION) -> str:
+    return f"{station}_{at.strftime('%Y%m%d%H%M%S')}.txt"
+
+
+def _decode(name: str, text: str | bytes, **codes: list[str]) -> tuple[list[Accepted], list[tuple[str, str]]]:
+    raw = text.encode() if isinstance(text, str) else text
+    decoded = decode_station_file(name, raw, station_mapping(codes or None), received_at=NOW.astimezone(UTC),
+                                  limits=Limits(max_message_bytes=4096), zone=ZONE)
+    return decoded.accepted, [(r.reason, r.detail) for r in decoded.rejected]
+
+
+# ---- the layout ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("statuses", "status", "measured"), [
+    ({"pH": "00", "DO": "00"}, "ok", {"pH": 7.12, "DO": 5.6}),
+    ({"pH": "00", "DO": "01"}, "degraded", {"pH": 7.12}),           # calibrating: not a measurement
+    ({"pH": "02", "DO": "00"}, "fault", {"DO": 5.6}),
+    ({"pH": "01", "DO": "01"}, "degraded", None),
+])
+def test_each_instrument_status_sets_the_heartbeat_and_what_it_measured(
+        statuses: dict[str, str], status: str, measured: dict | None) -> None:
+    at = datetime(2026, 11, 2, 8, 15, tzinfo=ZONE)
+    accepted, rejected = _decode(_name(at), _file(at, statuses))
+    assert rejected == []
+    assert [(a.device_id, a.ts, a.status.value, a.measurements or None) for a in accepted] == [
+        (STATION, at, status, measured)]
+
+
+def test_every_measurement_time_of_a_file_is_a_heartbeat_and_spaces_separate_as_tabs_do() -> None:
+    first, second = datetime(2026, 11, 2, 8, 0, tzinfo=ZONE), datetime(2026, 11, 2, 8, 5, tzinfo=ZONE)
+    text = "\ufeff" + _file(first) + _file(second).replace("\t", "   ")
+    accepted, rejected = _decode(_name(second), text)
+    assert (rejected, [a.ts for a in accepted]) == ([], [first, second])
+
+
+def test_a_malformed_line_is_refused_naming_the_file_and_line_and_the_others_still_count() -> None:
+    at = datetime(2026, 11, 2, 8, 15, tzinfo=ZONE)
+    text = _file(at) + "COD\t12.5\tmg/L\t2026-11-02 08:15\t00\nBOD\tabc\tmg/L\t20261102081500\t00\nshort line\n"
+    accepted, rejected = _decode(_name(at), text)
+    assert [a.measurements for a in accepted] == [{"pH": 7.12, "DO": 5.6, "TSS": 18.0}]
+    name = _name(at)
+    assert rejected[0] == ("station_file", f"{name}: line 4: time '2026-11-02 08:15' is not yyyyMMddHHmmss")
+    assert rejected[1] == ("station_file", f"{name}: line 5: value 'abc' is not a number written with digits and "
+                           "a decimal point")
+    assert rejected[2] == ("station_file", f"{name}: line 6: 2 fields, not 5 (parameter, value, unit, time, status)")
+    assert len(rejected) == 3
+
+
+@pytest.mark.parametrize("value", ["12,5", "1e3", "nan", "-", "1" * 16])
+def test_a_value_is_plain_decimal_digits(value: str) -> None:
+    at = datetime(2026, 11, 2, 8, 15, tzinfo=ZONE)
+    accepted, rejected = _decode(_name(at), _line("BOD", value, at, "00"))
+    assert accepted == [] and [reason for reason, _ in rejected] == ["station_file"]
+
+
+def test_an_unknown_status_code_refuses_that_time_naming_the_mapping() -> None:
+    at = datetime(2026, 11, 2, 8, 15, tzinfo=ZONE)
+    accepted, rejected = _decode(_name(at), _line("BOD", "12.5", at, "07"))
+    assert accepted == []
+    assert [reason for reason, _ in rejected] == ["mapping"]
+    assert rejected[0][1].startswith(f"{_name(at)}: mapping 'station-files'")
+
+
+@pytest.mark.parametrize(("name", "raw", "reason", "says"), [
+    ("notes.txt", b"pH\t7\t-\t20261102081500\t00", "station_file", "the name is not <station>_<yyyyMMddHHmmss>.txt"),
+    (f"{STATION}_20261102081500.txt", b"\xff\xfe", "not_utf8", "byte 0 is not UTF-8"),
+    (f"{STATION}_20261102081500.txt", b"\n\n", "station_file", "no lines"),
+    (f"{STATION}_20261102081500.txt", b"x" * 5000, "too_large", "5000 bytes > 4096"),
+])
+def test_a_file_that_cannot_be_read_is_refused_saying_why(name: str, raw: bytes, reason: str, says: str) -> None:
+    accepted, rejected = _decode(name, raw)
+    assert accepted == [] and len(rejected) == 1
+    assert rejected[0][0] == reason and says in rejected[0][1]
+
+
+def test_the_status_codes_are_the_loggers_own_when_set() -> None:
+    at = datetime(2026, 11, 2, 8, 15, tzinfo=ZONE)
+    accepted, rejected = _decode(_name(at), _file(at, {"pH": "M", "DO": "C"}), ok=["M"], degraded=["C"], fault=["E"])
+    assert (rejected, accepted[0].status.value, accepted[0].measurements) == ([], "degraded", {"pH": 7.12})
+    _, rejected = _decode(_name(at), _file(at, {"pH": "00"}), ok=["M"], degraded=["C"], fault=["E"])
+    assert [reason for reason, _ in rejected] == ["mapping"]
+
+
+def test_the_parameters_and_times_come_out_as_read() -> None:
+    at = datetime(2026, 11, 2, 8, 15, tzinfo=ZONE)
+    read = read_station_file(_name(at), _file(at).encode())
+    assert read.station == STATION and read.problems == []
+    assert read.document == {"station": STATION, "times": [{"time": "20261102081500", "data": [
+        {"parameter": "pH", "value": "7.12", "unit": "mg/L", "status": "00"},
+        {"parameter": "DO", "value": "5.6", "unit": "mg/L", "status": "00"},
+        {"parameter": "TSS", "value": "18.0", "unit": "mg/L", "status": "00"}]}]}
+
+
+# ---- through the sink into PostgreSQL ----------------------------------------------------------------------
+
+@pytest.fixture
+def station(db: psycopg.Connection) -> str:
+    point(db, "WAT-A", ["water_source"])
+    device(db, STATION, "WAT-A", kind="water_monitor")
+    db.commit()
+    return STATION
+
+
+@pytest.fixture
+def drop(tmp_path: Path) -> Path:
+    return tmp_path / "drop"
+
+
+@pytest.fixture
+def ingest(database_url: str, drop: Path, station: str) -> Iterator[Ingest]:
+    settings = Settings(files_dir=drop, files_poll_s=0.05, files_settle_s=0, batch_max_wait_s=0.05)
+    running = Ingest(settings, database_url, sources=("files",), clock=lambda: NOW.astimezone(UTC))
+    drop.mkdir(parents=True, exist_ok=True)
+    running.start()
+    yield running
+    assert running.stop(10)
+
+
+def _put(drop: Path, name: str, text: str) -> None:
+    """As an FTP server does: the file appears under its name once written (here at once)."""
+    partial = drop / f".{name}.part"
+    partial.write_text(text, encoding="utf-8")
+    partial.rename(drop / name)
+
+
+def _listing(drop: Path, sub: str) -> list[str]:
+    return sorted(p.name for p in (drop / sub).iterdir()) if (drop / sub).exists() else []
+
+
+def _heartbeats(db: psycopg.Connection) -> list[tuple]:
+    db.commit()
+    return [(r["ts"].astimezone(ZONE).hour, r["status"], r["healthy"], r["source"]) for r in db.execute(
+        "SELECT ts, status, healthy, source FROM heartbeats WHERE device_id = %s ORDER BY ts", (STATION,))]
+
+
+def _dead_letters(db: psycopg.Connection) -> list[tuple[str, str]]:
+    db.commit()
+    return [(r["reason"], r["origin"]) for r in db.execute(
+        "SELECT reason, origin FROM dead_letters ORDER BY id")]
+
+
+def test_files_end_in_done_or_rejected_as_their_lines_say_and_move_indicator_18(
+        ingest: Ingest, drop: Path, db: psycopg.Connection) -> None:
+    files = {
+        8: _file(local_time(8)),                                                    # every instrument measures
+        9: _file(local_time(9), {"pH": "00", "DO": "01", "TSS": "00"}),             # one calibrating
+        10: _file(local_time(10), {"pH": "02", "DO": "02", "TSS": "02"}),           # instrument errors
+        11: _file(local_time(11), {"pH": "01", "DO": "01", "TSS": "01"}),           # all calibrating
+    }
+    for hour, text in files.items():
+        _put(drop, _name(local_time(hour)), text)
+    malformed = _name(local_time(7))
+    _put(drop, malformed, _file(local_time(7)) + "not a reading\n")
+    wait_for(lambda: len(_listing(drop, "done")) == 4 and len(_listing(drop, "rejected")) == 2,
+             what="five files done or rejected")
+    assert _listing(drop, "processing") == [] and [p.name for p in drop.iterdir() if p.is_file()] == []
+    assert _listing(drop, "rejected") == [malformed, malformed + ".reason.txt"]
+    assert (drop / "rejected" / (malformed + ".reason.txt")).read_text() == \
+        f"{malformed}: line 4: 3 fields, not 5 (parameter, value, unit, time, status)\n"
+    assert _heartbeats(db) == [(7, "ok", True, "files"), (8, "ok", True, "files"), (9, "degraded", True, "files"),
+                               (10, "fault", False, "files"), (11, "degraded", False, "files")]
+    assert _dead_letters(db) == [("station_file", malformed)]
+    value = value_every_way(db, "18", SECOND, SECOND + timedelta(days=1), now=NOW + timedelta(days=30))
+    assert (value.evidence[0].point_id, value.evidence[0].buckets_up) == ("WAT-A", 3)   # hours 7, 8 and 9
+
+
+def local_time(hour: int) -> datetime:
+    return datetime(2026, 11, 2, hour, 15, tzinfo=ZONE)
+
+
+def test_a_duplicate_file_is_done_and_counted_once(ingest: Ingest, drop: Path, db: psycopg.Connection) -> None:
+    name = _name(local_time(8))
+    _put(drop, name, _file(local_time(8)))
+    wait_for(lambda: _listing(drop, "done") == [name], what="the first copy done")
+    _put(drop, name, _file(local_time(8)))
+    wait_for(lambda: _listing(drop, "done") == [name, name + ".1"], what="the second copy done beside it")
+    assert len(_heartbeats(db)) == 1
+    assert ingest.worker.totals.duplicates == 1
+
+
+def test_a_file_of_an_unknown_station_is_rejected_and_dead_lettered(
+        ingest: Ingest, drop: Path, db: psycopg.Connection) -> None:
+    name = _name(local_time(8), station="BDI_NOWHERE_01")
+    _put(drop, name, _file(local_time(8)))
+    wait_for(lambda: _listing(drop, "rejected") == [name, name + ".reason.txt"], what="the file rejected")
+    assert "station 'BDI_NOWHERE_01' is no device of the registry" in \
+        (drop / "rejected" / (name + ".reason.txt")).read_text()
+    assert _dead_letters(db) == [("unknown_station", name)]
+    assert _heartbeats(db) == []
+
+
+def test_a_file_being_uploaded_is_left_until_it_settles(database_url: str, drop: Path, station: str,
+                                                          db: psycopg.Connection) -> None:
+    settings = Settings(files_dir=drop, files_poll_s=0.05, files_settle_s=3600)
+    running = Ingest(settings, database_url, sources=("files",), clock=lambda: NOW.astimezone(UTC))
+    drop.mkdir(parents=True)
+    name = _name(local_time(8))
+    _put(drop, name, _file(local_time(8)))
+    running.start()
+    try:
+        wait_for(lambda: running.sources[0].connected.is_set(), what="the source looking at the directory")
+        # Scanned at least twice since: the file, written just now, stays where the uploader put it.
+        scans = running.sources[0].scans
+        wait_for(lambda: running.sources[0].scans >= scans + 2, what="two more scans")
+        assert (drop / name).exists() and _listing(drop, "processing") == []
+        old = (drop / name).stat().st_mtime - 7200
+        os.utime(drop / name, (old, old))
+        wait_for(lambda: _listing(drop, "done") == [name], what="the settled file done")
+    finally:
+        assert running.stop(10)
+
+
+def test_a_file_claimed_by_a_process_that_died_is_read_again_and_counted_once(
+        database_url: str, drop: Path, station: str, db: psycopg.Connection) -> None:
+    stored, claimed = _name(local_time(8)), _name(local_time(9))
+    for name, hour in ((stored, 8), (claimed, 9)):
+        (drop / "processing").mkdir(parents=True, exist_ok=True)
+        (drop / "processing" / name).write_text(_file(local_time(hour)))
+    # The dead process had committed the first file's rows, not yet moved it.
+    db.execute("INSERT INTO heartbeats (device_id, ts, kind, healthy, status, measurements, source, received_at)"
+               " VALUES (%s, %s, 'water_monitor', true, 'ok', '{\"pH\": 7.12}', 'files', now())",
+               (STATION, local_time(8)))
+    db.commit()
+    settings = Settings(files_dir=drop, files_poll_s=0.05, files_settle_s=0, batch_max_wait_s=0.05)
+    running = Ingest(settings, database_url, sources=("files",), clock=lambda: NOW.astimezone(UTC))
+    running.start()
+    try:
+        wait_for(lambda: _listing(drop, "done") == [stored, claimed], what="both claimed files done")
+    finally:
+        assert running.stop(10)
+    assert [h[0] for h in _heartbeats(db)] == [8, 9]
+
+
+def test_ingest_killed_mid_directory_stores_every_file_once_after_a_restart(
+        database_url: str, station: str, tmp_path: Path, db: psycopg.Connection) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    # Times near the real clock (the process stamps receipt with it): 300 files, one a minute, 5 hours back.
+    start = datetime.now(ZONE).replace(second=0, microsecond=0) - timedelta(hours=5)
+    names = []
+    for minute in range(300):
+        at = start + timedelta(minutes=minute)
+        names.append(_name(at))
+        _put(drop, names[-1], _file(at))
+    env = {"CITYKPI_DATABASE_URL": database_url, "CITYKPI_FILES_DIR": str(drop), "CITYKPI_FILES_POLL_S": "0.05",
+           "CITYKPI_FILES_SETTLE_S": "0", "CITYKPI_BATCH_MAX_ROWS": "20", "CITYKPI_BATCH_MAX_WAIT_S": "0.05"}
+    first = IngestProcess(source="files", env=env, log_path=tmp_path / "ingest-1.log").start()
+    try:
+        wait_for(lambda: len(_listing(drop, "done")) >= 20, what="the first process finishing some files")
+        first.kill()
+    finally:
+        first.kill()
+    assert len(_listing(drop, "done")) < 300, "the kill landed after the last file: nothing was tested"
+    second = IngestProcess(source="files", env=env, log_path=tmp_path / "ingest-2.log").start()
+    try:
+        wait_for(lambda: _listing(drop, "done") == sorted(names), timeout_s=120, what="all 300 files done")
+        assert second.terminate() == 0
+    finally:
+        second.kill()
+    db.commit()
+    row = db.execute("SELECT count(*) AS n, count(DISTINCT ts) AS distinct_ts FROM heartbeats").fetchone()
+    assert (row["n"], row["distinct_ts"]) == (300, 300)
+    assert _dead_letters(db) == []
+    assert not _listing(drop, "processing") and not _listing(drop, "rejected")
+
+
+def test_the_files_source_needs_its_directory(database_url: str) -> None:
+    with pytest.raises(ValueError, match="CITYKPI_FILES_DIR"):
+        Ingest(Settings(), database_url, sources=("files",))

@@ -74,6 +74,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--topic", help="the MQTT topic it arrives on, or kafka:TOPIC")
     check.add_argument("--key", help="the Kafka record key, for kafka:TOPIC")
     check.set_defaults(func=_check_mappings)
+    stations = commands.add_parser("stations", help="check monitoring-station files").add_subparsers(
+        dest="stations_command", required=True)
+    station_check = stations.add_parser(
+        "check", help="print the heartbeats station files become, or every problem with them",
+        description="Reads each FILE as `citykpi ingest --source files` would (the layout in README, "
+        "'Monitoring-station files'; status codes from CITYKPI_STATION_STATUS_CODES) and prints each heartbeat "
+        "(JSON, one a line), or every problem naming the file and line; exit 1 when a file has a problem. The "
+        "registry is not consulted: the station code must also be a device id in devices.csv.")
+    station_check.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    station_check.set_defaults(func=_check_stations)
+
+
+def _check_stations(args: argparse.Namespace) -> int:
+    from ingest.files.check import check_station_files
+
+    settings = load_settings()
+    return check_station_files(args.files, status_codes=settings.station_status_codes, zone=settings.zone,
+                               out=sys.stdout, err=sys.stderr)
 
 
 def add_registry_commands(registry: argparse._SubParsersAction) -> None:

@@ -82,7 +82,7 @@ def _worker(args: argparse.Namespace, devices: Devices, gateways: Gateways, inde
     from base.brokers.mqtt import MqttTls
     from base.terminal import Progress
     from simulators.run import backfill, build_fleet, live
-    from simulators.transports import KafkaTransport, MqttTransport
+    from simulators.transports import FilesTransport, KafkaTransport, MqttTransport
 
     settings = load_settings()
     speed = 1.0 if args.backfill else args.speed
@@ -92,6 +92,7 @@ def _worker(args: argparse.Namespace, devices: Devices, gateways: Gateways, inde
                                username=settings.mqtt_username, password=password,
                                tls=MqttTls.from_settings(settings))
                  if args.transport == "mqtt" else
+                 FilesTransport(args.dir, settings.zone) if args.transport == "files" else
                  KafkaTransport(settings.kafka_bootstrap, settings.kafka_topic,
                                 security=KafkaSecurity.from_settings(settings)))
     if args.backfill:
@@ -109,6 +110,10 @@ def _worker(args: argparse.Namespace, devices: Devices, gateways: Gateways, inde
 def _simulate(args: argparse.Namespace) -> int:
     if args.format != "native" and args.transport != "mqtt":
         print(f"citykpi simulate: --format {args.format} is published over MQTT only", file=sys.stderr)
+        return 2
+    if (args.transport == "files") != (args.dir is not None):
+        print("citykpi simulate: --transport files writes station files into --dir DIR (and only it takes --dir)",
+              file=sys.stderr)
         return 2
     if args.province:
         devices, gateways = _devices_from_registry(Path(args.province))
@@ -146,7 +151,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--province", help="a registry devices.csv, or a folder holding one")
     source.add_argument("--synthetic", type=int, metavar="N", help="a synthetic province, N key points per category")
     simulate.add_argument("--write-registry", metavar="DIR", help="with --synthetic: write points.csv and devices.csv")
-    simulate.add_argument("--transport", choices=["mqtt", "kafka"], default="mqtt")
+    simulate.add_argument("--transport", choices=["mqtt", "kafka", "files"], default="mqtt",
+                          help="files: the monitors' data files, as their loggers push them by FTP, into --dir")
+    simulate.add_argument("--dir", help="with --transport files: the directory `citykpi ingest --source files` "
+                          "watches (CITYKPI_FILES_DIR)")
     simulate.add_argument("--format", choices=FORMATS, default="native",
                           help="our heartbeat, or a vendor's message read through deploy/examples/mappings/ "
                           "(MQTT only; ingest needs --mappings with that file)")

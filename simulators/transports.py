@@ -1,12 +1,19 @@
-"""Where simulated messages go: an MQTT broker (one topic per device, QoS 1) or a Kafka topic (key = id)."""
+"""Where simulated messages go: an MQTT broker (one topic per device, QoS 1), a Kafka topic (key = id), or a
+directory of monitoring-station files."""
 
 import asyncio
 import concurrent.futures
+import json
+import os
 import threading
+from datetime import datetime
+from pathlib import Path
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from base.brokers.kafka import KafkaSecurity, connection_problem
 from base.brokers.mqtt import MqttTls
+from simulators.fleet import MONITOR_MEASUREMENTS
 from simulators.mqtt_publisher import MqttPublisher
 from simulators.stream import Outgoing
 
@@ -101,3 +108,46 @@ class KafkaTransport:
         self._thread.join(10)
         if self._errors:
             raise RuntimeError(f"Kafka send failed: {self._errors[0]}")
+
+
+class FilesTransport:
+    """Station files in a directory, as the monitoring stations' data loggers push them to the receiving FTP
+    server (ingest/files/station_file.py has the layout): one file a monitor's heartbeat, named by the device
+    and the local measurement time, a line a parameter. Other kinds publish nothing this way and are counted
+    in `skipped`. Each file appears whole (written aside, then renamed), as a well-behaved uploader does."""
+
+    STATUS_CODES = {"ok": "00", "degraded": "01", "fault": "02"}
+
+    def __init__(self, directory: str | os.PathLike, zone: ZoneInfo) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.zone = zone
+        self.written = 0
+        self.skipped = 0
+
+    def send(self, message: Outgoing) -> None:
+        try:
+            heartbeat = json.loads(message.body)
+        except ValueError:  # a malformed message of the fleet's faults: a file a logger garbled
+            self._write(f"{message.key}_{datetime.now(self.zone):%Y%m%d%H%M%S}.txt", message.body.decode(
+                "utf-8", "replace")[:200] + "\n")
+            return
+        if not isinstance(heartbeat, dict) or heartbeat.get("kind") not in MONITOR_MEASUREMENTS:
+            self.skipped += 1
+            return
+        at = datetime.fromisoformat(heartbeat["ts"]).astimezone(self.zone)
+        measured = heartbeat.get("measurements") or {}
+        # A monitor that is not collecting still reports its parameters, every instrument calibrating.
+        status = self.STATUS_CODES.get(heartbeat.get("status"), "02") if measured else "01"
+        lines = [f"{name}\t{measured.get(name, 0.0)}\t-\t{at:%Y%m%d%H%M%S}\t{status}"
+                 for name in MONITOR_MEASUREMENTS[heartbeat["kind"]]]
+        self._write(f"{heartbeat['device_id']}_{at:%Y%m%d%H%M%S}.txt", "\r\n".join(lines) + "\r\n")
+
+    def _write(self, name: str, text: str) -> None:
+        partial = self.directory / f".{name}.part"
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, self.directory / name)
+        self.written += 1
+
+    def close(self) -> None:
+        """Files are whole once written."""

@@ -2,6 +2,7 @@
 --source files` against the real PostgreSQL — every status code, a malformed line, a duplicate file, an unknown
 station, a file already claimed by a process that died, a kill -9 mid-directory — and the indicator they move."""
 
+import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +18,10 @@ from ingest.decode import Limits
 from ingest.files.station_file import decode_station_file, read_station_file, station_mapping
 from ingest.message import Accepted
 from ingest.service import Ingest
+from simulators.faults import FaultShares
+from simulators.run import backfill, build_fleet
+from simulators.stream import fleet_messages
+from simulators.transports import FilesTransport
 from tests.helpers import wait_for
 from tests.kpi_builders import device, point, value_every_way
 
@@ -305,3 +310,60 @@ def test_ingest_killed_mid_directory_stores_every_file_once_after_a_restart(
 def test_the_files_source_needs_its_directory(database_url: str) -> None:
     with pytest.raises(ValueError, match="CITYKPI_FILES_DIR"):
         Ingest(Settings(), database_url, sources=("files",))
+
+
+def test_the_simulators_station_files_are_stored_as_the_fleets_heartbeats(
+        database_url: str, tmp_path: Path, db: psycopg.Connection) -> None:
+    monitors = [(f"air-{n}", "air_monitor", 600) for n in range(3)] + [("wq-1", "water_monitor", 900)]
+    for device_id, kind, _interval in monitors:
+        point(db, f"P-{device_id}", ["water_source" if kind == "water_monitor" else "air_quality"])
+        device(db, device_id, f"P-{device_id}", kind=kind)
+    db.commit()
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(hours=2)
+    fleet = build_fleet(monitors + [("cam-1", "cctv", 300)], FaultShares.none(), start, end, seed=11)
+    expected = sorted((m["device_id"], datetime.fromisoformat(m["ts"]).replace(microsecond=0), m["status"])
+                      for m in (json.loads(o.body) for o in fleet_messages(fleet, start, end, seed=11))
+                      if m["kind"] != "cctv")
+    drop = tmp_path / "drop"
+    transport = FilesTransport(drop, ZONE)
+    backfill(fleet, transport, start, end, seed=11)
+    assert (transport.written, transport.skipped > 0) == (len(expected), True)
+    settings = Settings(files_dir=drop, files_poll_s=0.05, files_settle_s=0, batch_max_wait_s=0.05)
+    running = Ingest(settings, database_url, sources=("files",))
+    running.start()
+    try:
+        wait_for(lambda: len(_listing(drop, "done")) == len(expected), what="every simulated file done")
+    finally:
+        assert running.stop(10)
+    db.commit()
+    stored = sorted((r["device_id"], r["ts"], r["status"]) for r in db.execute(
+        "SELECT device_id, ts, status FROM heartbeats WHERE source = 'files'"))
+    assert stored == expected
+
+
+def test_simulate_writes_station_files_only_into_a_named_directory(capsys: pytest.CaptureFixture) -> None:
+    from citykpi.cli import main
+
+    assert main(["simulate", "--synthetic", "1", "--transport", "files", "--duration", "1s"]) == 2
+    assert "--transport files writes station files into --dir DIR" in capsys.readouterr().err
+
+
+def test_the_shipped_samples_read_as_their_readme_says(capsys: pytest.CaptureFixture) -> None:
+    from citykpi.cli import main
+
+    samples = sorted((Path(__file__).resolve().parents[1] / "deploy" / "examples" / "stations").glob("*.txt"))
+    assert main(["stations", "check", *map(str, samples)]) == 0
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(h["device_id"], h["status"], len(h["measurements"]), h["healthy"]) for h in lines] == [
+        ("BDI_NHONHOI_NT01", "fault", 4, False), ("BDI_QUYNHON_KK01", "ok", 6, True)]
+
+
+def test_stations_check_names_the_file_and_line_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from citykpi.cli import main
+
+    bad = tmp_path / _name(local_time(8))
+    bad.write_text(_file(local_time(8)) + "pH\t7\n")
+    assert main(["stations", "check", str(bad)]) == 1
+    assert f"station_file: {bad.name}: line 4: 2 fields, not 5" in capsys.readouterr().err

@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 from ingest.decode import Limits, decode_availability, decode_mapped
 from ingest.mapping.routes import Routes
 from ingest.mapping.spec import Mapping, MappingError, load_mappings
+from ingest.message import Accepted
 
 # The sample's time is shown, not judged: the lateness window is a matter of when a message arrives.
-_ANY_TIME = Limits(future_tolerance=timedelta(days=3650), lateness_window=timedelta(days=36500))
+ANY_TIME = Limits(future_tolerance=timedelta(days=3650), lateness_window=timedelta(days=36500))
 
 
 def check_mappings(file: Path, *, sample: Path | None, topic: str | None, key: str | None, zone: ZoneInfo,
@@ -46,14 +47,9 @@ def check_mappings(file: Path, *, sample: Path | None, topic: str | None, key: s
     if mapping.availability is not None:
         return _check_availability(mapping, payload, levels, key, zone, sample, out, err)
     decoded = decode_mapped(payload, mapping, topic_levels=levels, key=key,
-                            received_at=datetime.now(UTC), limits=_ANY_TIME, zone=zone)
+                            received_at=datetime.now(UTC), limits=ANY_TIME, zone=zone)
     for heartbeat in decoded.accepted:
-        print(json.dumps({
-            "device_id": heartbeat.device_id,
-            "kind": heartbeat.kind.value if heartbeat.kind is not None else "(the registry's)",
-            "ts": heartbeat.ts.isoformat(), "seq": heartbeat.seq, "status": heartbeat.status.value,
-            "checks": heartbeat.checks, "metrics": heartbeat.metrics, "measurements": heartbeat.measurements,
-            "healthy": heartbeat.healthy}, ensure_ascii=False), file=out)
+        print(heartbeat_line(heartbeat), file=out)
     for rejection in decoded.rejected:
         print(f"{rejection.reason}: {rejection.detail}", file=err)
     print(f"{sample}: mapping {mapping.name!r}: {len(decoded.accepted)} heartbeat(s), "
@@ -61,10 +57,20 @@ def check_mappings(file: Path, *, sample: Path | None, topic: str | None, key: s
     return 1 if decoded.rejected or not decoded.accepted else 0
 
 
+def heartbeat_line(heartbeat: Accepted) -> str:
+    """A heartbeat a check made, as one line of JSON."""
+    return json.dumps({
+        "device_id": heartbeat.device_id,
+        "kind": heartbeat.kind.value if heartbeat.kind is not None else "(the registry's)",
+        "ts": heartbeat.ts.isoformat(), "seq": heartbeat.seq, "status": heartbeat.status.value,
+        "checks": heartbeat.checks, "metrics": heartbeat.metrics, "measurements": heartbeat.measurements,
+        "healthy": heartbeat.healthy}, ensure_ascii=False)
+
+
 def _check_availability(mapping: Mapping, payload: bytes, levels: tuple[str, ...], key: str | None, zone: ZoneInfo,
                         sample: Path, out: TextIO, err: TextIO) -> int:
     decoded = decode_availability(payload, mapping, topic_levels=levels, key=key, received_at=datetime.now(UTC),
-                                  retained=False, limits=_ANY_TIME, zone=zone)
+                                  retained=False, limits=ANY_TIME, zone=zone)
     for change in decoded.availability:
         print(json.dumps({"device_id": change.device_id, "ts": change.ts.isoformat(),
                           "state": "online" if change.online else "offline"}), file=out)

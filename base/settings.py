@@ -64,8 +64,12 @@ class Settings(BaseSettings):
     mappings: Path | None = Field(
         None, description="mapping file (TOML) of vendor messages to read as heartbeats: its MQTT topic filters "
         "and Kafka topics are consumed beside the native ones (deploy/examples/mappings/)")
-    ingest_source: Literal["mqtt", "kafka", "both", "files"] = Field(
+    ingest_source: Literal["mqtt", "kafka", "both", "files", "probes"] = Field(
         "mqtt", description="default of `citykpi ingest --source`")
+    probe_concurrency: int = Field(200, ge=1, le=10000, description="probes running at once, at most")
+    probe_timeout_s: float = Field(5.0, gt=0, le=60, description="longest a probe waits for its answer")
+    probe_reload_s: float = Field(
+        30.0, gt=0, le=3600, description="how often `citykpi probe` re-reads the probes of the registry")
     files_dir: Path | None = Field(
         None, description="directory the monitoring stations' data files are dropped in (by FTP) for "
         "`citykpi ingest --source files`; processing/, done/ and rejected/ are made in it")

@@ -28,6 +28,12 @@ def _ingest(args: argparse.Namespace) -> int:
     return run_forever(settings, ("mqtt", "kafka") if source == "both" else (source,))
 
 
+def _probe(_args: argparse.Namespace) -> int:
+    from ingest.service import run_forever
+
+    return run_forever(load_settings(), ("probes",))
+
+
 def _check_mappings(args: argparse.Namespace) -> int:
     from ingest.mapping.check import check_mappings
 
@@ -55,13 +61,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "and acknowledges what was taken, commits Kafka offsets and exits 0. /metrics, /healthz and /readyz "
         "are served on CITYKPI_METRICS_PORT.",
         epilog=environment_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    ingest.add_argument("--source", choices=("mqtt", "kafka", "both", "files"), default=None,
+    ingest.add_argument("--source", choices=("mqtt", "kafka", "both", "files", "probes"), default=None,
                         help="which brokers to consume, or `files`: monitoring-station files dropped in "
                         "CITYKPI_FILES_DIR (default: CITYKPI_INGEST_SOURCE, else mqtt)")
     ingest.add_argument("--mappings", type=Path, default=None, metavar="FILE",
                         help="mapping file of vendor messages (default: CITYKPI_MAPPINGS); see "
                         "`citykpi mappings check`")
     ingest.set_defaults(func=_ingest)
+    probe = commands.add_parser(
+        "probe", help="probe the devices that publish nothing (the registry's `probe` column) until SIGTERM",
+        description="Runs the probes of the bindings in force (tcp://, http(s)://, rtsp://, icmp://, snmp://; "
+        "README, 'Devices that publish nothing') on each binding's heartbeat interval and stores every answer as "
+        "a heartbeat with source 'probe'. Re-reads the registry every CITYKPI_PROBE_RELOAD_S. The same as "
+        "`citykpi ingest --source probes`.", epilog=environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    probe.set_defaults(func=_probe)
     mappings = commands.add_parser("mappings", help="check a mapping file of vendor messages").add_subparsers(
         dest="mappings_command", required=True)
     check = mappings.add_parser(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from threading import Lock
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -44,6 +44,15 @@ STATION_FILES = Counter(
     "Monitoring-station files taken from CITYKPI_FILES_DIR, by where they ended: done (every line read and "
     "stored or a duplicate), rejected (moved to rejected/ with its reasons; its good lines still stored)",
     ["outcome"])
+PROBE_RESULTS = Counter(
+    "citykpi_probe_results_total", "Probe runs by scheme and outcome: ok, timeout, refused, unexpected (an answer "
+    "other than the one expected), error (name resolution, TLS, unreachable)", ["scheme", "outcome"])
+PROBE_LATENCY_SECONDS = Histogram(
+    "citykpi_probe_latency_seconds", "Time from a probe's start to its answer or failure", ["scheme"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+PROBES_CONFIGURED = Gauge("citykpi_probes_configured", "Probes of the bindings in force, as last read")
+PROBES_OVERDUE = Gauge(
+    "citykpi_probes_overdue", "Probes waiting for a slot more than one interval after they were due")
 BATCH_ROWS = Histogram(
     "citykpi_ingest_batch_rows", "Heartbeats per database transaction",
     buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000))

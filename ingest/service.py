@@ -22,11 +22,12 @@ from ingest.mapping.routes import Routes
 from ingest.mapping.spec import load_mappings
 from ingest.mqtt import MqttSource
 from ingest.pipeline import IngestWorker
+from ingest.probes import ProbeSource
 from ingest.sink import HeartbeatSink
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("mqtt", "kafka", "files")
+SOURCES = ("mqtt", "kafka", "files", "probes")
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -84,7 +85,7 @@ class Ingest:
         self.worker = IngestWorker(self.sink, batch_max_rows=settings.batch_max_rows,
                                    batch_max_wait_s=settings.batch_max_wait_s, batch_idle_s=settings.batch_idle_s,
                                    **worker_options)
-        self.sources: list[MqttSource | KafkaSource | FilesSource] = []
+        self.sources: list[MqttSource | KafkaSource | FilesSource | ProbeSource] = []
         if "mqtt" in sources:
             source = build_mqtt_source(settings, routes)
             if clock is not None:
@@ -98,6 +99,10 @@ class Ingest:
             self.sources.append(FilesSource(settings.files_dir, database_url, poll_s=settings.files_poll_s,
                                             settle_s=settings.files_settle_s,
                                             status_codes=settings.station_status_codes, clock=clock))
+        if "probes" in sources:
+            self.sources.append(ProbeSource(database_url, concurrency=settings.probe_concurrency,
+                                            timeout_s=settings.probe_timeout_s, reload_s=settings.probe_reload_s,
+                                            clock=clock))
 
     def start(self) -> None:
         self.worker.start()
@@ -179,6 +184,9 @@ def _describe_sources(settings: Settings, sources: Sequence[str]) -> str:
                      f"topic {settings.kafka_topic} group {settings.kafka_group_id}")
     if "files" in sources:
         where.append(f"station files in {settings.files_dir}")
+    if "probes" in sources:
+        where.append(f"the registry's probes ({settings.probe_concurrency} at once, {settings.probe_timeout_s:g} s "
+                     "timeout)")
     return " and ".join(where)
 
 

@@ -9,12 +9,14 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from base.probe_target import ProbeTargetError, parse_probe
 from base.vocabulary import DEVICE_KINDS
 from registry.validation import Problems, bulk_allocation, read_csv, valid_id, validity
 
 COLUMNS = ["device_id", "kind", "point_id", "valid_from", "valid_to", "heartbeat_interval_s"]
-# Optional trailing column: files written before gateways existed import unchanged.
+# Optional trailing columns: files written before gateways or probes existed import unchanged.
 GATEWAY_COLUMN = "gateway_id"
+PROBE_COLUMN = "probe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class Binding:
     heartbeat_interval_s: int | None
     row: int = field(default=0, compare=False)
     gateway_id: str | None = None
+    probe: str | None = None
 
 
 def read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Binding]:
@@ -43,7 +46,7 @@ def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Bindin
     kinds_in_file: dict[str, tuple[str, int]] = {}
     seen: dict[tuple[str, datetime], int] = {}
     for number, row in read_csv(path, COLUMNS, problems,
-                                optional=("valid_to", "heartbeat_interval_s", GATEWAY_COLUMN)):
+                                optional=("valid_to", "heartbeat_interval_s", GATEWAY_COLUMN, PROBE_COLUMN)):
         device_id, kind, point_id = row["device_id"], row["kind"], row["point_id"]
         ok = valid_id(device_id, number, "device_id", problems, account=True)
         if kind not in DEVICE_KINDS:
@@ -59,6 +62,13 @@ def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Bindin
         gateway_id = row[GATEWAY_COLUMN] or None
         if gateway_id is not None:
             ok = valid_id(gateway_id, number, GATEWAY_COLUMN, problems, account=True) and ok
+        probe = row[PROBE_COLUMN] or None
+        if probe is not None:
+            try:
+                parse_probe(probe)
+            except ProbeTargetError as exc:
+                problems.add(number, PROBE_COLUMN, f"{probe[:80]!r}: {exc}")
+                ok = False
         interval = _interval(row["heartbeat_interval_s"], number, problems)
         if interval == 0:
             ok = False
@@ -71,7 +81,8 @@ def _read_devices(path: Path, zone: ZoneInfo, problems: Problems) -> list[Bindin
             ok = False
         if ok:
             seen[(device_id, valid_from)] = number
-            bindings.append(Binding(device_id, kind, point_id, valid_from, valid_to, interval, number, gateway_id))
+            bindings.append(Binding(device_id, kind, point_id, valid_from, valid_to, interval, number, gateway_id,
+                                    probe))
     return bindings
 
 

@@ -15,7 +15,7 @@ from registry.validation import Problems
 
 _STAGED = [("row", "integer"), ("device_id", "text"), ("kind", "text"), ("point_id", "text"),
            ("valid_from", "timestamptz"), ("valid_to", "timestamptz"), ("heartbeat_interval_s", "integer"),
-           ("gateway_id", "text")]
+           ("gateway_id", "text"), ("probe", "text")]
 
 # "A device's kind decides which indicator it can serve; it does not change over the device's life."
 _KIND_CHANGED = """
@@ -62,17 +62,17 @@ ON CONFLICT (device_id) DO NOTHING RETURNING device_id
 # The gateway a device reports through is part of its binding: changing only the gateway is a change.
 _CHANGE = """
 UPDATE bindings b SET point_id = s.point_id, valid_to = s.valid_to, heartbeat_interval_s = s.heartbeat_interval_s,
-                      gateway_id = s.gateway_id
+                      gateway_id = s.gateway_id, probe = s.probe
 FROM staged_bindings s
 WHERE b.device_id = s.device_id AND b.valid_from = s.valid_from
-  AND (b.point_id, b.valid_to, b.heartbeat_interval_s, b.gateway_id)
-      IS DISTINCT FROM (s.point_id, s.valid_to, s.heartbeat_interval_s, s.gateway_id)
+  AND (b.point_id, b.valid_to, b.heartbeat_interval_s, b.gateway_id, b.probe)
+      IS DISTINCT FROM (s.point_id, s.valid_to, s.heartbeat_interval_s, s.gateway_id, s.probe)
 RETURNING b.device_id || '@' || b.point_id AS id
 """
 
 _ADD = """
-INSERT INTO bindings (device_id, point_id, valid_from, valid_to, heartbeat_interval_s, gateway_id)
-SELECT s.device_id, s.point_id, s.valid_from, s.valid_to, s.heartbeat_interval_s, s.gateway_id
+INSERT INTO bindings (device_id, point_id, valid_from, valid_to, heartbeat_interval_s, gateway_id, probe)
+SELECT s.device_id, s.point_id, s.valid_from, s.valid_to, s.heartbeat_interval_s, s.gateway_id, s.probe
 FROM staged_bindings s
 WHERE NOT EXISTS (SELECT 1 FROM bindings b WHERE b.device_id = s.device_id AND b.valid_from = s.valid_from)
 RETURNING device_id || '@' || point_id AS id
@@ -115,8 +115,8 @@ def import_devices(conn: psycopg.Connection, bindings: list[Binding], *, effecti
         conn.execute("LOCK TABLE devices, bindings IN SHARE ROW EXCLUSIVE MODE")
         conn.execute("LOCK TABLE key_points IN SHARE MODE")
         stage(conn, "staged_bindings", _STAGED, (
-            (b.row, b.device_id, b.kind, b.point_id, b.valid_from, b.valid_to, b.heartbeat_interval_s, b.gateway_id)
-            for b in bindings))
+            (b.row, b.device_id, b.kind, b.point_id, b.valid_from, b.valid_to, b.heartbeat_interval_s, b.gateway_id,
+             b.probe) for b in bindings))
         _check_registry(conn, problems)
         # No raise yet: applying inside the transaction lets the overlap check below report its problems
         # in the same list; any problem then rolls everything back.

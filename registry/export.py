@@ -17,7 +17,7 @@ import psycopg
 
 from base.time import format_instant
 from registry.devices import COLUMNS as DEVICE_COLUMNS
-from registry.devices import GATEWAY_COLUMN
+from registry.devices import GATEWAY_COLUMN, PROBE_COLUMN
 from registry.points import COLUMNS
 from registry.validation import escape_cell
 
@@ -70,7 +70,7 @@ def export_points_geojson(conn: psycopg.Connection, out: TextIO, zone: ZoneInfo,
 
 
 _BINDINGS = """
-SELECT b.device_id, d.kind, b.point_id, b.valid_from, b.valid_to, b.heartbeat_interval_s, b.gateway_id
+SELECT b.device_id, d.kind, b.point_id, b.valid_from, b.valid_to, b.heartbeat_interval_s, b.gateway_id, b.probe
 FROM bindings b JOIN devices d USING (device_id)
 WHERE %(at)s::timestamptz IS NULL OR (b.valid_from <= %(at)s AND (b.valid_to IS NULL OR b.valid_to > %(at)s))
 ORDER BY b.device_id, b.valid_from
@@ -78,13 +78,15 @@ ORDER BY b.device_id, b.valid_from
 
 
 def export_devices_csv(conn: psycopg.Connection, out: TextIO, zone: ZoneInfo, *, at: datetime | None = None) -> int:
-    """Every binding (or those in force at `at`) with the optional `gateway_id` column always written."""
+    """Every binding (or those in force at `at`) with the optional `gateway_id` and `probe` columns always
+    written."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*DEVICE_COLUMNS, GATEWAY_COLUMN])
+    writer.writerow([*DEVICE_COLUMNS, GATEWAY_COLUMN, PROBE_COLUMN])
     rows = conn.execute(_BINDINGS, {"at": at}).fetchall()
     for r in rows:
         cells = [r["device_id"], r["kind"], r["point_id"], format_instant(r["valid_from"], zone),
                  format_instant(r["valid_to"], zone) if r["valid_to"] else "",
-                 str(r["heartbeat_interval_s"]) if r["heartbeat_interval_s"] is not None else "", r["gateway_id"] or ""]
+                 str(r["heartbeat_interval_s"]) if r["heartbeat_interval_s"] is not None else "", r["gateway_id"] or "",
+                 r["probe"] or ""]
         writer.writerow([escape_cell(c) for c in cells])
     return len(rows)

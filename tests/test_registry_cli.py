@@ -95,7 +95,7 @@ def test_exported_devices_with_their_gateways_reimport_to_0_changed(run, loaded:
     export = run("export", "devices", "-o", str(exported))
     result = run("import", "devices", str(exported), "--effective", "2025-01-01")
     assert export.stderr == "2 binding(s) exported\n"
-    assert exported.read_text().splitlines()[1] == "cam-1,cctv,SEC-1,2025-01-01,,60,vms-1"
+    assert exported.read_text().splitlines()[1] == "cam-1,cctv,SEC-1,2025-01-01,,60,vms-1,"
     assert result.stdout == f"{exported}: 0 changed (0 added, 0 changed, 0 closed)\n"
 
 

@@ -101,10 +101,10 @@ def test_an_export_with_gateways_reimports_to_0_changed(db: psycopg.Connection, 
     assert export_devices_csv(db, out, ZONE) == 3
     exported = write(tmp_path, "exported.csv", out.getvalue())
     assert out.getvalue().splitlines() == [
-        "device_id,kind,point_id,valid_from,valid_to,heartbeat_interval_s,gateway_id",
-        "cam-1,cctv,SEC-1,2025-01-01,2025-06-01T08:30:00+07:00,60,vms-1",
-        "cam-1,cctv,SEC-1,2025-06-01T08:30:00+07:00,,,vms-2",
-        "cam-2,cctv,SEC-2,2025-01-01,,30,",
+        "device_id,kind,point_id,valid_from,valid_to,heartbeat_interval_s,gateway_id,probe",
+        "cam-1,cctv,SEC-1,2025-01-01,2025-06-01T08:30:00+07:00,60,vms-1,",
+        "cam-1,cctv,SEC-1,2025-06-01T08:30:00+07:00,,,vms-2,",
+        "cam-2,cctv,SEC-2,2025-01-01,,30,,",
     ]
     assert str(_import(db, exported)) == "0 changed (0 added, 0 changed, 0 closed)"
 
@@ -116,4 +116,4 @@ def test_an_export_at_a_date_holds_the_bindings_in_force_then(db: psycopg.Connec
                       + "cam-1,cctv,SEC-1,2025-06-01,,60,vms-2\n"))
     out = io.StringIO()
     export_devices_csv(db, out, ZONE, at=datetime(2025, 3, 1, tzinfo=UTC))
-    assert out.getvalue().splitlines()[1:] == ["cam-1,cctv,SEC-1,2025-01-01,2025-06-01,60,vms-1"]
+    assert out.getvalue().splitlines()[1:] == ["cam-1,cctv,SEC-1,2025-01-01,2025-06-01,60,vms-1,"]

@@ -1,0 +1,236 @@
+"""Runs the registry's probes and hands each answer to the sink as a heartbeat (`source = 'probe'`).
+
+The probes are those of the bindings in force (`bindings.probe`), re-read every `reload_s`: a probe added,
+changed or closed in the registry starts, changes or stops within that. Each runs on its binding's heartbeat
+interval (else its kind's), first at a random point of the interval so that ten thousand probes do not start
+together, then every interval with a little jitter; at most `concurrency` run at once, each within
+`timeout_s`. A probe still waiting for a slot one interval after it was due is overdue
+(`citykpi_probes_overdue`): the prober is short of slots or of CPU.
+
+A probe's heartbeat: `status` ok when the device answered as expected, else fault; `checks.answered`;
+`metrics.latency_ms` and `metrics.failure_code` (checks.FAILURES). Its kind is the registry's. It goes through
+the sink like any heartbeat: de-duplicated, judged against the registry, dead-lettered when refused.
+"""
+
+import asyncio
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+
+from base.db import connect
+from base.probe_target import ProbeTarget, ProbeTargetError, parse_probe
+from base.vocabulary import DEFAULT_HEARTBEAT_INTERVAL_S, DeviceKind
+from ingest import metrics
+from ingest.decode import DecodeStage
+from ingest.handoff import Handoff
+from ingest.message import Accepted, Decoded, Message
+from ingest.probes.checks import Outcome, run_probe
+from ingest.schema import Status, is_healthy
+
+log = logging.getLogger(__name__)
+
+_IN_FORCE = """
+SELECT b.device_id, d.kind, b.probe, b.heartbeat_interval_s
+FROM bindings b JOIN devices d USING (device_id)
+WHERE b.probe IS NOT NULL AND b.valid_from <= now() AND (b.valid_to IS NULL OR b.valid_to > now())
+ORDER BY b.device_id
+"""
+
+
+@dataclass(frozen=True)
+class Probe:
+    device_id: str
+    kind: str
+    target: ProbeTarget
+    interval_s: float
+
+
+def _noop() -> None:
+    """A probe's heartbeat has no broker to acknowledge."""
+
+
+class ProbeSource:
+    name = "probes"
+
+    def __init__(self, database_url: str, *, concurrency: int = 200, timeout_s: float = 5.0, reload_s: float = 30.0,
+                 clock: Callable[[], datetime] | None = None, seed: int | None = None) -> None:
+        self.database_url = database_url
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.reload_s = reload_s
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.connected = threading.Event()
+        self.last_error: str | None = None
+        self.failure: BaseException | None = None
+        # Probe runs so far, and reads of the registry (the tests wait on them rather than on time).
+        self.runs = 0
+        self.loads = 0
+        self.probes: dict[str, Probe] = {}
+        self._random = random.Random(seed)
+        self._accepting = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._handoff: Handoff | None = None
+        self._results: list[Message] = []
+        self._due: dict[str, float] = {}
+
+    def start(self, deliver_to: Handoff, decode: DecodeStage) -> None:
+        self._handoff = deliver_to
+        self._accepting.set()
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._thread_main, args=(started,), name="citykpi-probes", daemon=True)
+        self._thread.start()
+        started.wait()
+
+    def pause(self) -> None:
+        """Start no more probes; answers already in are still handed over."""
+        self._accepting.clear()
+
+    def close(self, timeout_s: float = 15) -> None:
+        self.pause()
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop ended on its own
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _thread_main(self, started: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._stop = asyncio.Event()
+        started.set()
+        try:
+            loop.run_until_complete(self._run())
+        except BaseException as exc:  # the thread must report, not vanish
+            self.failure = exc
+            log.exception("the probe source stopped on an unexpected error")
+        finally:
+            loop.close()
+
+    async def _run(self) -> None:
+        assert self._stop is not None
+        slots = asyncio.Semaphore(self.concurrency)
+        tasks: dict[str, tuple[Probe, asyncio.Task]] = {}
+        flusher = asyncio.create_task(self._flush_forever())
+        next_load = 0.0
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() >= next_load:
+                    loaded = await asyncio.to_thread(self._load)
+                    next_load = time.monotonic() + (self.reload_s if loaded is not None else min(self.reload_s, 2))
+                    if loaded is not None:
+                        self._apply(loaded, tasks, slots)
+                metrics.PROBES_OVERDUE.set(self._overdue())
+                try:
+                    await asyncio.wait_for(self._stop.wait(), 0.5)
+                except TimeoutError:
+                    pass
+        finally:
+            for _probe, task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*(task for _probe, task in tasks.values()), return_exceptions=True)
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            await self._flush()
+
+    def _load(self) -> dict[str, Probe] | None:
+        """The probes in force, or None when the registry could not be read (the running ones go on)."""
+        try:
+            with connect(self.database_url) as conn:
+                rows = conn.execute(_IN_FORCE).fetchall()
+        except psycopg.Error as exc:
+            reason = f"registry unreachable: {str(exc).strip()[:200]}"
+            if reason != self.last_error:
+                log.warning("probes: %s", reason)
+            self.last_error = reason
+            self.connected.clear()
+            return None
+        probes = {}
+        for r in rows:
+            try:  # checked at import; a row written around the import is skipped, said once a load
+                target = parse_probe(r["probe"])
+            except ProbeTargetError as exc:
+                log.warning("probes: %s: %r cannot be run: %s", r["device_id"], r["probe"], exc)
+                continue
+            interval = r["heartbeat_interval_s"] or DEFAULT_HEARTBEAT_INTERVAL_S.get(r["kind"], 60)
+            probes[r["device_id"]] = Probe(r["device_id"], r["kind"], target, float(interval))
+        self.last_error = None
+        self.connected.set()
+        self.loads += 1
+        return probes
+
+    def _apply(self, loaded: dict[str, Probe], tasks: dict[str, tuple[Probe, asyncio.Task]],
+               slots: asyncio.Semaphore) -> None:
+        for device_id in [d for d, (probe, _task) in tasks.items() if loaded.get(d) != probe]:
+            tasks.pop(device_id)[1].cancel()
+            self._due.pop(device_id, None)
+        for device_id, probe in loaded.items():
+            if device_id not in tasks:
+                tasks[device_id] = (probe, asyncio.create_task(self._probe_forever(probe, slots)))
+        self.probes = loaded
+        metrics.PROBES_CONFIGURED.set(len(loaded))
+
+    async def _probe_forever(self, probe: Probe, slots: asyncio.Semaphore) -> None:
+        due = time.monotonic() + self._random.uniform(0, probe.interval_s)
+        while True:
+            await asyncio.sleep(max(due - time.monotonic(), 0))
+            if not self._accepting.is_set():
+                return
+            self._due[probe.device_id] = due
+            async with slots:
+                self._due.pop(probe.device_id, None)
+                at = self.clock()
+                outcome = await run_probe(probe.target, min(self.timeout_s, probe.interval_s))
+            self._record(probe, at, outcome)
+            # The next run keeps to the interval from when this one was due, a little jittered, and skips
+            # the runs missed while the prober was behind rather than bunching them.
+            due += probe.interval_s * self._random.uniform(0.95, 1.05)
+            if due < time.monotonic():
+                due = time.monotonic() + self._random.uniform(0, probe.interval_s * 0.1)
+
+    def _record(self, probe: Probe, at: datetime, outcome: Outcome) -> None:
+        self.runs += 1
+        scheme = probe.target.scheme
+        metrics.PROBE_RESULTS.labels(scheme, "ok" if outcome.ok else outcome.failure).inc()
+        metrics.PROBE_LATENCY_SECONDS.labels(scheme).observe(outcome.latency_s)
+        ts = at.astimezone(UTC).replace(microsecond=at.microsecond // 1000 * 1000)
+        latency_ms = round(outcome.latency_s * 1000, 3)
+        status, checks = (Status.OK if outcome.ok else Status.FAULT), {"answered": outcome.ok}
+        heartbeat = Accepted(probe.device_id, DeviceKind(probe.kind), ts, None, status, checks,
+                             {"latency_ms": latency_ms, "failure_code": outcome.failure_code}, None,
+                             is_healthy(probe.kind, status, checks, None))
+        # What a dead letter would keep of it: the probe and its answer, never more than a few hundred bytes.
+        payload = json.dumps({"device_id": probe.device_id, "probe": probe.target.url, "ts": ts.isoformat(),
+                              "ok": outcome.ok, "failure": outcome.failure, "detail": outcome.detail}).encode()
+        self._results.append(Message("probe", probe.device_id, payload, self.clock(), None, False, _noop,
+                                     Decoded([heartbeat], [], [0])))
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        # Taken on the loop's thread, where answers are added; handed over on another, as that may wait.
+        results, self._results = self._results, []
+        if results and self._handoff is not None:
+            await asyncio.to_thread(self._handoff.put_many, results)
+
+    def _overdue(self) -> int:
+        now = time.monotonic()
+        intervals = {d: p.interval_s for d, p in self.probes.items()}
+        return sum(1 for d, due in list(self._due.items()) if now - due > intervals.get(d, 60))

@@ -109,7 +109,7 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _icmp_socket() -> tuple[socket.socket, bool]:
+def icmp_socket() -> tuple[socket.socket, bool]:
     """An unprivileged ICMP datagram socket (Linux, within net.ipv4.ping_group_range), else a raw one (root)."""
     try:
         return socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP), False
@@ -120,7 +120,7 @@ def _icmp_socket() -> tuple[socket.socket, bool]:
 async def _icmp(target: ProbeTarget) -> tuple[bool, str]:
     loop = asyncio.get_running_loop()
     address = (await loop.getaddrinfo(target.host, 0, family=socket.AF_INET, type=socket.SOCK_DGRAM))[0][4][0]
-    sock, raw = _icmp_socket()
+    sock, raw = icmp_socket()
     try:
         sock.setblocking(False)
         identifier, sequence = os.getpid() & 0xFFFF, int.from_bytes(os.urandom(2), "big")

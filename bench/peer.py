@@ -37,6 +37,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from psycopg import sql
+
 from base.db import connect
 from bench.cpu import CpuMeter, tree_cpu_seconds
 from bench.ingest import Workers, _heartbeats, _new_database, _startup_cpu, _wait, copy_ceiling, mqtt_ceiling
@@ -187,22 +189,25 @@ class Drain:
     stored: int
 
 
-def _count(url: str, table: str, where: str = "true") -> int:
+def _count(url: str, table: str, *, without_probe: bool = False) -> int:
+    query = sql.SQL("SELECT count(*) AS n FROM {} WHERE {}").format(
+        sql.Identifier(table), sql.SQL("device_id <> 'probe'" if without_probe else "true"))
     with connect(url) as conn:
-        return conn.execute(f"SELECT count(*) AS n FROM {table} WHERE {where}").fetchone()["n"]  # noqa: S608
+        return conn.execute(query).fetchone()["n"]
 
 
 def _rate(url: str, table: str) -> float:
     """Rows a second from the end of the first transaction that wrote rows to the end of the last: a side that
     buffers before its first write (Telegraf, 5 000 metrics or 100 ms) and one that does not are measured alike,
     over the same steady stretch. A transaction's rows share their `xmin`."""
+    query = sql.SQL("""
+        WITH first AS (SELECT xmin AS x, max(stored_at) AS done FROM {table} GROUP BY xmin
+                       ORDER BY min(stored_at) LIMIT 1)
+        SELECT count(*) FILTER (WHERE NOT t.xmin = first.x) AS n,
+               extract(epoch FROM max(t.stored_at) - first.done) AS span
+        FROM {table} t, first GROUP BY first.done""").format(table=sql.Identifier(table))
     with connect(url) as conn:
-        row = conn.execute(f"""
-            WITH first AS (SELECT xmin AS x, max(stored_at) AS done FROM {table} GROUP BY xmin
-                           ORDER BY min(stored_at) LIMIT 1)
-            SELECT count(*) FILTER (WHERE NOT t.xmin = first.x) AS n,
-                   extract(epoch FROM max(t.stored_at) - first.done) AS span
-            FROM {table} t, first GROUP BY first.done""").fetchone()  # noqa: S608 - our own table names
+        row = conn.execute(query).fetchone()
     return row["n"] / max(float(row["span"]), 1e-6)
 
 
@@ -282,7 +287,7 @@ def telegraf_drain(binary: Path, path: str, pg: LocalPostgres, broker: LocalMqtt
     finally:
         telegraf.stop()
     # A probe published twice while the session was being made may still come through: not the backlog's.
-    stored = _count(url, "heartbeat", "device_id <> 'probe'")
+    stored = _count(url, "heartbeat", without_probe=True)
     return Drain(_rate(url, "heartbeat"), _per_heartbeat(cpu, len(heartbeats)), rss, stored)
 
 

@@ -29,14 +29,16 @@ from devstack.postgres import LocalPostgres
 from devstack.probe_targets import LoopbackTargets
 from ingest.probes.checks import run_probe
 
-_REGISTRY = """
+_REGISTRY = ("""
 INSERT INTO key_points (point_id, name, categories, admin_unit, lat, lon, valid_from)
-SELECT 'P-' || n, 'Điểm ' || n, '{public_place}', '540', 13.77, 109.22, '2026-01-01' FROM generate_series(1, %(n)s) n;
-INSERT INTO devices (device_id, kind) SELECT 'ap-' || n, 'wifi_ap' FROM generate_series(1, %(n)s) n;
+SELECT 'P-' || n, 'Điểm ' || n, '{public_place}', '540', 13.77, 109.22, '2026-01-01' FROM generate_series(1, %(n)s) n
+""", """
+INSERT INTO devices (device_id, kind) SELECT 'ap-' || n, 'wifi_ap' FROM generate_series(1, %(n)s) n
+""", """
 INSERT INTO bindings (device_id, point_id, valid_from, heartbeat_interval_s, probe)
 SELECT 'ap-' || n, 'P-' || n, '2026-01-01', %(interval)s, (%(urls)s::text[])[1 + n %% 3]
-FROM generate_series(1, %(n)s) n;
-"""
+FROM generate_series(1, %(n)s) n
+""")
 
 
 def _urls(targets: LoopbackTargets) -> list[str]:
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.probes: ceiling {bare_rate:,.0f} probes/s, {bare_us:.0f} µs CPU a probe", file=sys.stderr)
         url = _new_database(pg.url)
         with connect(url) as conn:
-            conn.execute(_REGISTRY, {"n": args.probes, "interval": args.interval, "urls": _urls(targets)})
+            for statement in _REGISTRY:
+                conn.execute(statement, {"n": args.probes, "interval": args.interval, "urls": _urls(targets)})
             conn.commit()
         prober = IngestProcess(source="probes", env={
             "CITYKPI_DATABASE_URL": url, "CITYKPI_PROBE_CONCURRENCY": str(args.concurrency),

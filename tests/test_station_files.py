@@ -367,3 +367,28 @@ def test_stations_check_names_the_file_and_line_and_exits_1(tmp_path: Path, caps
     bad.write_text(_file(local_time(8)) + "pH\t7\n")
     assert main(["stations", "check", str(bad)]) == 1
     assert f"station_file: {bad.name}: line 4: 2 fields, not 5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("code", "category", "kind"), [
+    ("18", "water_source", "water_monitor"), ("19", "air_hotspot", "air_monitor"),
+    ("21", "wastewater_facility", "wastewater_station")])
+def test_each_monitoring_indicator_moves_as_its_stations_files_say(
+        database_url: str, tmp_path: Path, db: psycopg.Connection, code: str, category: str, kind: str) -> None:
+    station = f"BDI_{kind.upper()}_01"
+    point(db, "PT-1", [category])
+    device(db, station, "PT-1", kind=kind)
+    db.commit()
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    _put(drop, _name(local_time(8), station), _file(local_time(8)))
+    _put(drop, _name(local_time(9), station), _file(local_time(9), {"pH": "02", "DO": "00", "TSS": "00"}))
+    settings = Settings(files_dir=drop, files_poll_s=0.05, files_settle_s=0, batch_max_wait_s=0.05)
+    running = Ingest(settings, database_url, sources=("files",), clock=lambda: NOW.astimezone(UTC))
+    running.start()
+    try:
+        wait_for(lambda: len(_listing(drop, "done")) == 2, what="both files done")
+    finally:
+        assert running.stop(10)
+    value = value_every_way(db, code, SECOND, SECOND + timedelta(days=1), now=NOW + timedelta(days=30))
+    # 08:15 every instrument measured: up; 09:15 the pH probe in error: the station is in fault, not up.
+    assert (value.evidence[0].buckets_up, value.evidence[0].device_up_hours) == (1, {station: 1})

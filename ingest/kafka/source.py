@@ -31,6 +31,7 @@ from ingest import metrics
 from ingest.decode import DecodeStage
 from ingest.handoff import Handoff
 from ingest.kafka.offsets import OffsetTracker
+from ingest.loop_thread import LoopThread
 from ingest.mapping.routes import Routes
 from ingest.message import Message
 
@@ -40,7 +41,7 @@ _JSON_WHITESPACE = b" \t\r\n"
 _NOT_AUTHORIZED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError)
 
 
-class KafkaSource:
+class KafkaSource(LoopThread):
     """Delivers a `Message` per record of `topic`; several processes with one `group_id` split the partitions.
 
     Key = device_id and value = one heartbeat object, or key = gateway id and value = an array of heartbeats.
@@ -49,6 +50,8 @@ class KafkaSource:
     """
 
     name = "kafka"
+    _thread_name = "citykpi-kafka"
+    _described_as = "the Kafka source"
 
     def __init__(self, bootstrap: str, *, topic: str, group_id: str, client_id: str = "citykpi-ingest",
                  max_in_flight: int = 10000, commit_interval_s: float = 1.0, session_timeout_ms: int = 10000,
@@ -75,24 +78,17 @@ class KafkaSource:
         self._reachable = True
         self.connected = threading.Event()
         self.tracker = OffsetTracker()
-        self.failure: BaseException | None = None
+        self._init_loop_thread()
         self._accepting = threading.Event()
         self._handoff: Handoff | None = None
         self._decode: DecodeStage | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
         self._lag: dict[TopicPartition, int] = {}
         self._unwatch: Callable[[], None] | None = None
 
     def start(self, deliver_to: Handoff, decode: DecodeStage) -> None:
         self._handoff, self._decode = deliver_to, decode
         self._accepting.set()
-        started = threading.Event()
-        self._thread = threading.Thread(target=self._thread_main, args=(started,), name="citykpi-kafka",
-                                        daemon=True)
-        self._thread.start()
-        started.wait()
+        self._start_loop_thread()
         self._unwatch = metrics.LIVE.watch(self._gauges)
 
     def pause(self) -> None:
@@ -102,32 +98,9 @@ class KafkaSource:
     def close(self, timeout_s: float = 15) -> None:
         """Commit what the sink has acknowledged, leave the group, stop the thread (waiting `timeout_s` at most)."""
         self.pause()
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            try:
-                self._loop.call_soon_threadsafe(self._stop.set)
-            except RuntimeError:  # the loop ended on its own
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        self._stop_loop_thread(timeout_s)
         if self._unwatch is not None:
             self._unwatch()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _thread_main(self, started: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._stop = asyncio.Event()
-        started.set()
-        try:
-            loop.run_until_complete(self._run())
-        except BaseException as exc:  # the thread must report, not vanish
-            self.failure = exc
-            log.exception("the Kafka source stopped on an unexpected error")
-        finally:
-            loop.close()
 
     async def _run(self) -> None:
         assert self._stop is not None

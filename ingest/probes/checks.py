@@ -57,37 +57,42 @@ async def _tcp(target: ProbeTarget) -> tuple[bool, str]:
 
 async def _http(target: ProbeTarget) -> tuple[bool, str]:
     context = ssl.create_default_context() if target.scheme == "https" else None
-    reader, writer = await asyncio.open_connection(target.host, target.port, ssl=context)
-    try:
-        host = target.host if ":" not in target.host else f"[{target.host}]"
-        writer.write(f"GET {target.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: citykpi-probe\r\n"
-                     "Connection: close\r\n\r\n".encode())
-        await writer.drain()
-        line = await reader.readline()
-    finally:
-        await _close(writer)
-    parts = line[:_ANSWER_BYTES].decode("latin-1").split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        return False, f"not an HTTP answer: {line[:60]!r}"
-    status = int(parts[1])
-    expected = status == target.expect_status if target.expect_status else 200 <= status < 400
-    return expected, f"HTTP status {status}"
+    protocol, status = await _status_line(target, f"GET {target.path} HTTP/1.1\r\nHost: {_host(target)}\r\n"
+                                          "User-Agent: citykpi-probe\r\nConnection: close\r\n\r\n", context)
+    if not protocol.startswith("HTTP/"):
+        return False, f"not an HTTP answer: {protocol[:60]!r}"
+    code = int(status)
+    expected = code == target.expect_status if target.expect_status else 200 <= code < 400
+    return expected, f"HTTP status {code}"
 
 
 async def _rtsp(target: ProbeTarget) -> tuple[bool, str]:
-    reader, writer = await asyncio.open_connection(target.host, target.port)
+    protocol, status = await _status_line(
+        target, f"OPTIONS rtsp://{_host(target)}:{target.port}{target.path} RTSP/1.0\r\nCSeq: 1\r\n"
+        "User-Agent: citykpi-probe\r\n\r\n")
+    if protocol != "RTSP/1.0":
+        return False, f"not an RTSP answer: {protocol[:60]!r}"
+    return status == "200", f"RTSP status {status}"
+
+
+def _host(target: ProbeTarget) -> str:
+    return target.host if ":" not in target.host else f"[{target.host}]"
+
+
+async def _status_line(target: ProbeTarget, request: str, context: ssl.SSLContext | None = None) -> tuple[str, str]:
+    """(protocol, status code) of the answer's first line; the protocol is the whole line when it is no
+    status line."""
+    reader, writer = await asyncio.open_connection(target.host, target.port, ssl=context)
     try:
-        host = target.host if ":" not in target.host else f"[{target.host}]"
-        writer.write(f"OPTIONS rtsp://{host}:{target.port}{target.path} RTSP/1.0\r\nCSeq: 1\r\n"
-                     "User-Agent: citykpi-probe\r\n\r\n".encode())
+        writer.write(request.encode())
         await writer.drain()
-        line = await reader.readline()
+        line = (await reader.readline())[:_ANSWER_BYTES].decode("latin-1")
     finally:
         await _close(writer)
-    parts = line[:_ANSWER_BYTES].decode("latin-1").split(" ", 2)
-    if len(parts) < 2 or parts[0] != "RTSP/1.0" or not parts[1].isdigit():
-        return False, f"not an RTSP answer: {line[:60]!r}"
-    return parts[1] == "200", f"RTSP status {parts[1]}"
+    parts = line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        return line.strip() or "(nothing)", ""
+    return parts[0], parts[1]
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

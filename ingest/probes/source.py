@@ -30,6 +30,7 @@ from base.vocabulary import DEFAULT_HEARTBEAT_INTERVAL_S, DeviceKind
 from ingest import metrics
 from ingest.decode import DecodeStage
 from ingest.handoff import Handoff
+from ingest.loop_thread import LoopThread
 from ingest.message import Accepted, Decoded, Message
 from ingest.probes.checks import Outcome, run_probe
 from ingest.schema import Status, is_healthy
@@ -56,8 +57,10 @@ def _noop() -> None:
     """A probe's heartbeat has no broker to acknowledge."""
 
 
-class ProbeSource:
+class ProbeSource(LoopThread):
     name = "probes"
+    _thread_name = "citykpi-probes"
+    _described_as = "the probe source"
 
     def __init__(self, database_url: str, *, concurrency: int = 200, timeout_s: float = 5.0, reload_s: float = 30.0,
                  clock: Callable[[], datetime] | None = None, seed: int | None = None) -> None:
@@ -68,16 +71,13 @@ class ProbeSource:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.connected = threading.Event()
         self.last_error: str | None = None
-        self.failure: BaseException | None = None
+        self._init_loop_thread()
         # Probe runs so far, and reads of the registry (the tests wait on them rather than on time).
         self.runs = 0
         self.loads = 0
         self.probes: dict[str, Probe] = {}
         self._random = random.Random(seed)
         self._accepting = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
         self._handoff: Handoff | None = None
         self._results: list[Message] = []
         self._due: dict[str, float] = {}
@@ -85,10 +85,7 @@ class ProbeSource:
     def start(self, deliver_to: Handoff, decode: DecodeStage) -> None:
         self._handoff = deliver_to
         self._accepting.set()
-        started = threading.Event()
-        self._thread = threading.Thread(target=self._thread_main, args=(started,), name="citykpi-probes", daemon=True)
-        self._thread.start()
-        started.wait()
+        self._start_loop_thread()
 
     def pause(self) -> None:
         """Start no more probes; answers already in are still handed over."""
@@ -96,30 +93,7 @@ class ProbeSource:
 
     def close(self, timeout_s: float = 15) -> None:
         self.pause()
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            try:
-                self._loop.call_soon_threadsafe(self._stop.set)
-            except RuntimeError:  # the loop ended on its own
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _thread_main(self, started: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._stop = asyncio.Event()
-        started.set()
-        try:
-            loop.run_until_complete(self._run())
-        except BaseException as exc:  # the thread must report, not vanish
-            self.failure = exc
-            log.exception("the probe source stopped on an unexpected error")
-        finally:
-            loop.close()
+        self._stop_loop_thread(timeout_s)
 
     async def _run(self) -> None:
         assert self._stop is not None

@@ -146,6 +146,8 @@ class Prometheus:
         config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
         config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
         config["rule_files"] = [str(ALERTS)]
+        # Jobs of the services run only with a compose profile (the prober, the station files) are not run here.
+        config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] in targets]
         for job in config["scrape_configs"]:
             job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))

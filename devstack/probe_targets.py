@@ -19,15 +19,16 @@ _HTTP = {"/ok": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\
 
 class LoopbackTargets:
     """`tcp` accepts and closes; `http` answers /ok 200, /broken 500, /login 302 and never answers /slow;
-    `rtsp` answers OPTIONS 200 (401 on /private); `silent` accepts and never says a word; `refused` has
-    nobody listening. Each attribute is a port on 127.0.0.1."""
+    `rtsp` answers OPTIONS 200 (401 on /private); `silent` accepts and never says a word; `stalled` never
+    completes a connection; `refused` has nobody listening. Each attribute is a port on 127.0.0.1."""
 
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="probe-targets", daemon=True)
         self._servers: list[asyncio.base_events.Server] = []
         self._held: set[asyncio.StreamWriter] = set()
-        self.tcp = self.http = self.rtsp = self.silent = self.refused = 0
+        self.tcp = self.http = self.rtsp = self.silent = self.refused = self.stalled = 0
+        self._stalled_sockets: list[socket.socket] = []
 
     def __enter__(self) -> "LoopbackTargets":
         self._thread.start()
@@ -36,7 +37,23 @@ class LoopbackTargets:
         self.rtsp = self._serve(self._rtsp)
         self.silent = self._serve(self._hold)
         self.refused = free_loopback_port()
+        self.stalled = self._stall()
         return self
+
+    def _stall(self) -> int:
+        """A port whose accept queue is full and never served: the kernel drops further SYNs, so a connection
+        attempt hangs as to a device that has stopped answering."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        self._stalled_sockets.append(listener)
+        for _ in range(2):
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+            self._stalled_sockets.append(client)
+        return port
 
     def __exit__(self, *_exc: object) -> None:
         async def shut() -> None:
@@ -45,6 +62,8 @@ class LoopbackTargets:
             for writer in list(self._held):
                 writer.close()
         asyncio.run_coroutine_threadsafe(shut(), self._loop).result(10)
+        for sock in self._stalled_sockets:
+            sock.close()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 

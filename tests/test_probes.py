@@ -113,9 +113,10 @@ def test_an_http_probe_can_expect_another_status(targets: LoopbackTargets) -> No
     assert _run(f"http://127.0.0.1:{targets.http}/ok#expect=204").failure == "unexpected"
 
 
-def test_tcp_probes_up_refused_and_a_device_that_speaks_another_protocol(targets: LoopbackTargets) -> None:
+def test_tcp_probes_up_refused_slow_and_a_device_that_speaks_another_protocol(targets: LoopbackTargets) -> None:
     assert _run(f"tcp://127.0.0.1:{targets.tcp}").ok
     assert _run(f"tcp://127.0.0.1:{targets.refused}").failure == "refused"
+    assert _run(f"tcp://127.0.0.1:{targets.stalled}").failure == "timeout"
     assert _run(f"http://127.0.0.1:{targets.refused}/").failure == "refused"
     assert _run(f"http://127.0.0.1:{targets.tcp}/").failure == "unexpected"   # closed without an answer
 

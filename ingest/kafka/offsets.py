@@ -9,13 +9,27 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
 
 from aiokafka.structs import TopicPartition
 
 
 def _noop() -> None:
     pass
+
+
+class _Delivered:
+    """One delivered offset; calling it is its acknowledgement. Only a flag is set, from any thread, without a
+    lock: the partition's position moves past it when the tracker next looks (`advance`), and waiters are
+    woken once a batch by `acknowledged()`, not once a message."""
+
+    __slots__ = ("offset", "done")
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.done = False
+
+    def __call__(self) -> None:
+        self.done = True
 
 
 @dataclass(eq=False)
@@ -25,17 +39,12 @@ class _Partition:
 
     committed: int | None = None
     position: int | None = None
-    # [offset, done] in delivery order, and the same entries by offset.
-    pending: deque[list] = field(default_factory=deque)
-    by_offset: dict[int, list] = field(default_factory=dict)
+    # Delivered and not yet passed by the position, in delivery order.
+    pending: deque[_Delivered] = field(default_factory=deque)
 
-    def done(self, offset: int) -> None:
-        entry = self.by_offset.pop(offset, None)
-        if entry is None:
-            return
-        entry[1] = True
-        while self.pending and self.pending[0][1]:
-            self.position = self.pending.popleft()[0] + 1
+    def advance(self) -> None:
+        while self.pending and self.pending[0].done:
+            self.position = self.pending.popleft().offset + 1
 
 
 class OffsetTracker:
@@ -70,22 +79,29 @@ class OffsetTracker:
             partition = self._partitions.get(tp)
             if partition is None:  # revoked while the records were on their way to us: the next owner has them
                 return [_noop] * len(offsets)
-            for offset in offsets:
-                entry = [offset, False]
-                partition.pending.append(entry)
-                partition.by_offset[offset] = entry
-        return [partial(self._acknowledge, partition, offset) for offset in offsets]
+            delivered = [_Delivered(offset) for offset in offsets]
+            partition.pending.extend(delivered)
+        return delivered
 
-    def _acknowledge(self, partition: _Partition, offset: int) -> None:
+    def acknowledged(self) -> None:
+        """After a batch's acknowledgements (the sink calls it as the messages' `flush`): move the positions
+        and wake whoever waits for them."""
         with self._changed:
-            partition.done(offset)
+            for partition in self._partitions.values():
+                partition.advance()
             self._changed.notify_all()
+
+    def _advanced(self) -> dict[TopicPartition, _Partition]:
+        """The partitions, each moved past what is acknowledged (called under the lock)."""
+        for partition in self._partitions.values():
+            partition.advance()
+        return self._partitions
 
     def committable(self, only: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
         """Positions that moved since the last `mark_committed`."""
         with self._changed:
-            chosen = self._partitions if only is None else {tp: self._partitions[tp] for tp in only
-                                                            if tp in self._partitions}
+            partitions = self._advanced()
+            chosen = partitions if only is None else {tp: partitions[tp] for tp in only if tp in partitions}
             return {tp: p.position for tp, p in chosen.items()
                     if p.position is not None and p.position != p.committed}
 
@@ -102,20 +118,21 @@ class OffsetTracker:
 
     def unacknowledged(self, only: Iterable[TopicPartition] | None = None) -> int:
         with self._changed:
+            partitions = self._advanced()
             if only is None:
-                return sum(len(p.pending) for p in self._partitions.values())
-            return sum(len(self._partitions[tp].pending) for tp in only if tp in self._partitions)
+                return sum(len(p.pending) for p in partitions.values())
+            return sum(len(partitions[tp].pending) for tp in only if tp in partitions)
 
     def wait_below(self, limit: int, timeout_s: float) -> bool:
         """Block until fewer than `limit` messages are unacknowledged, or `timeout_s` passes."""
         with self._changed:
             return self._changed.wait_for(
-                lambda: sum(len(p.pending) for p in self._partitions.values()) < limit, timeout_s)
+                lambda: sum(len(p.pending) for p in self._advanced().values()) < limit, timeout_s)
 
     def wait_acknowledged(self, tps: Iterable[TopicPartition], timeout_s: float) -> bool:
         """Block until every message of `tps` delivered so far is acknowledged, or `timeout_s` passes."""
         tps = list(tps)
         with self._changed:
             return self._changed.wait_for(
-                lambda: all(not p.pending for tp in tps if (p := self._partitions.get(tp)) is not None),
+                lambda: all(not p.pending for tp in tps if (p := self._advanced().get(tp)) is not None),
                 timeout_s)

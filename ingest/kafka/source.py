@@ -78,6 +78,8 @@ class KafkaSource(LoopThread):
         self._reachable = True
         self.connected = threading.Event()
         self.tracker = OffsetTracker()
+        # The messages' `flush`, one object for all of them (the sink calls each distinct one once a batch).
+        self._acknowledged = self.tracker.acknowledged
         self._init_loop_thread()
         self._accepting = threading.Event()
         self._handoff: Handoff | None = None
@@ -256,14 +258,15 @@ class KafkaSource(LoopThread):
             return self._decode.message(
                 source="kafka", origin=f"{record.topic}/{record.partition}/{record.offset}", payload=value,
                 received_at=received_at, expected_device_id=None, allow_array=False, acknowledge=acknowledge,
-                gateway_id=key if mapping.gateway_id is not None else None, mapping=mapping,
+                flush=self._acknowledged, gateway_id=key if mapping.gateway_id is not None else None,
+                mapping=mapping,
                 key=key if record.key is not None else None)
         # Decoded here, on the consumer's thread: the loop is held for a fetch's worth of records (2 000 at
         # most, ~10 µs each).
         return self._decode.message(
             source="kafka", origin=f"{record.topic}/{record.partition}/{record.offset}", payload=value,
             received_at=received_at, expected_device_id=expected_device_id, allow_array=is_array,
-            acknowledge=acknowledge, gateway_id=key if is_array else None)
+            acknowledge=acknowledge, flush=self._acknowledged, gateway_id=key if is_array else None)
 
     async def _commit(self, consumer: AIOKafkaConsumer, only: list[TopicPartition] | None = None) -> None:
         assigned = consumer.assignment()

@@ -298,14 +298,15 @@ def _probe_stored(broker_url: str, probe: dict, url: str) -> bool:
 
 
 def citykpi_drain(path: str, pg: LocalPostgres, broker: LocalMqttBroker | KafkaBroker, heartbeats: list[dict],
-                  workdir: Path) -> Drain:
+                  workdir: Path, workers: int = 1) -> Drain:
+    """`workers` processes share the backlog: an MQTT shared subscription, or one Kafka consumer group."""
     url = _new_database(pg.url)
     if path == "mqtt":
         assert isinstance(broker, LocalMqttBroker)
         env = {"CITYKPI_DATABASE_URL": url, "CITYKPI_MQTT_URL": broker.url,
                "CITYKPI_MQTT_PROTOCOL": "5" if broker.supports_mqtt5 else "3.1.1",
                "CITYKPI_MQTT_CLIENT_ID": f"peer-{uuid.uuid4().hex[:6]}"}
-        startup_cpu = _startup_cpu(Workers("mqtt", env, workdir, 1))  # also creates the session
+        startup_cpu = _startup_cpu(Workers("mqtt", env, workdir, workers))  # also creates the session
         _publish_mqtt(broker.url, heartbeats)
     else:
         assert isinstance(broker, KafkaBroker)
@@ -313,11 +314,11 @@ def citykpi_drain(path: str, pg: LocalPostgres, broker: LocalMqttBroker | KafkaB
         env = {"CITYKPI_DATABASE_URL": url, "CITYKPI_KAFKA_BOOTSTRAP": broker.bootstrap,
                "CITYKPI_KAFKA_TOPIC": topic, "CITYKPI_KAFKA_GROUP_ID": f"peer-{uuid.uuid4().hex[:6]}"}
         _create_topic(broker.bootstrap, topic, PATHS[path][1])
-        startup_cpu = _startup_cpu(Workers("kafka", env, workdir, 1))
+        startup_cpu = _startup_cpu(Workers("kafka", env, workdir, workers))
         _produce(broker.bootstrap, topic, heartbeats)
     source = "mqtt" if path == "mqtt" else "kafka"
     meter = CpuMeter({"postgresql": pg.pid, "broker": broker.pid}).start()
-    group = Workers(source, env, workdir, 1).start()
+    group = Workers(source, env, workdir, workers).start()
     _wait_rows(url, "heartbeats", len(heartbeats), f"citykpi's {len(heartbeats)} rows")
     cpu = {"consumer": group.cpu_seconds() - startup_cpu, **meter.stop()}
     rss = group.stop()
@@ -359,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="drains of each side per path, interleaved")
     parser.add_argument("--paths", default="mqtt,kafka1,kafka4", help="of mqtt, kafka1, kafka4")
     parser.add_argument("--timescaledb", action="store_true", help="on TimescaleDB (the extension must be installed)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="citykpi ingest processes sharing the backlog (MQTT shared subscription, Kafka group)")
     args = parser.parse_args(argv)
     paths = [p for p in args.paths.split(",") if p]
     if unknown := [p for p in paths if p not in PATHS]:
@@ -396,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                         for side in ("telegraf", "citykpi") if run % 2 else ("citykpi", "telegraf"):
                             began = time.monotonic()
                             result = (telegraf_drain(binary, path, pg, broker, heartbeats, workdir, args.timescaledb)
-                                      if side == "telegraf" else citykpi_drain(path, pg, broker, heartbeats, workdir))
+                                      if side == "telegraf" else
+                                      citykpi_drain(path, pg, broker, heartbeats, workdir, args.workers))
                             results[path][side].append(result)
                             print(f"bench.peer: run {run}/{args.runs} {PATHS[path][0]}: {side} {result.rate:,.0f}/s, "
                                   f"{_cpu(result)} µs, {result.stored}/{len(heartbeats)} stored "
@@ -412,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---|---:|---:|")
     for path in paths:
         t, c = _median_drain(results[path]["telegraf"]), _median_drain(results[path]["citykpi"])
-        for side, drain in (("Telegraf", t), ("citykpi ingest", c)):
+        ours = "citykpi ingest" + (f", {args.workers} processes" if args.workers > 1 else "")
+        for side, drain in (("Telegraf", t), (ours, c)):
             print(f"| {PATHS[path][0]}: {side} | {drain.rate:,.0f} | {drain.rate / t.rate:.2f} | {_cpu(drain)} "
                   f"| {drain.rss_mib:.0f} | {drain.stored:,} of {len(heartbeats):,} |")
     reference = _median_drain(results[paths[0]]["telegraf"]) if paths else None

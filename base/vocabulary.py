@@ -73,3 +73,7 @@ class Bounds:
 
 # Mainland Vietnam with Hoàng Sa (Paracel, to ~112.8 E) and Trường Sa (Spratly, to ~117.8 E, ~6.2 N) included.
 VIETNAM_BOX = Bounds(6.0, 24.0, 102.0, 118.0)
+
+# The registry NOTIFYs this channel when an import changed bindings (their probes with them); the prober
+# LISTENs, so a change reaches it at once rather than at its next periodic re-read.
+REGISTRY_CHANGED_CHANNEL = "citykpi_registry_changed"

@@ -5,9 +5,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import sql
 
 from base.time import format_instant
-from base.vocabulary import CATEGORY_SERVED_BY
+from base.vocabulary import CATEGORY_SERVED_BY, REGISTRY_CHANGED_CHANNEL
 from registry.changes import ChangeCount
 from registry.devices import Binding
 from registry.staging import overlapping_versions, stage
@@ -132,6 +133,8 @@ def import_devices(conn: psycopg.Connection, bindings: list[Binding], *, effecti
                          f"({where}); a device is in one place at a time")
         _check_gateway_ids(conn, problems)
         problems.raise_if_any()
+        # Delivered at commit only: a dry run or a refused file rolls it back with everything else.
+        conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(REGISTRY_CHANGED_CHANNEL)))
         conn.execute("DROP TABLE pg_temp.staged_bindings")
         if dry_run:
             raise psycopg.Rollback(tx)

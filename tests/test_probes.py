@@ -274,3 +274,29 @@ def test_probes_round_trip_through_an_export(db: psycopg.Connection, tmp_path: P
     devices.write_text(out.getvalue())
     assert str(import_devices(db, parse_devices_csv(devices, ZONE), effective=effective, zone=ZONE)) == \
         "0 changed (0 added, 0 changed, 0 closed)"
+
+
+def test_a_registry_import_reaches_the_prober_at_once(database_url: str, fleet: dict[str, str],
+                                                       db: psycopg.Connection, targets: LoopbackTargets,
+                                                       tmp_path: Path) -> None:
+    from registry.devices_import import import_devices
+
+    # An hour between periodic re-reads: only the registry's notification can bring the change in time.
+    settings = Settings(probe_timeout_s=0.3, probe_reload_s=3600, batch_max_wait_s=0.05)
+    running = Ingest(settings, database_url, sources=("probes",))
+    running.start()
+    try:
+        source = running.sources[0]
+        wait_for(lambda: source.listening and "cam-down" in source.probes, what="the prober listening")
+        since = db.execute("SELECT valid_from FROM bindings WHERE device_id = 'cam-down'").fetchone()["valid_from"]
+        repaired = f"rtsp://127.0.0.1:{targets.rtsp}/repaired"
+        devices = tmp_path / "devices.csv"
+        devices.write_text("device_id,kind,point_id,valid_from,valid_to,heartbeat_interval_s,gateway_id,probe\n"
+                           f"cam-down,cctv,P-cam-down,{since.isoformat()},,1,,{repaired}\n")
+        import_devices(db, parse_devices_csv(devices, ZONE), effective=datetime.now(UTC), zone=ZONE)
+        db.commit()
+        wait_for(lambda: source.probes["cam-down"].target.url == repaired, timeout_s=15,
+                 what="the imported probe loaded")
+        wait_for(lambda: _latest(db).get("cam-down", ("",))[0] == "ok", what="cam-down answering on its new probe")
+    finally:
+        assert running.stop(10)

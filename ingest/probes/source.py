@@ -1,7 +1,9 @@
 """Runs the registry's probes and hands each answer to the sink as a heartbeat (`source = 'probe'`).
 
-The probes are those of the bindings in force (`bindings.probe`), re-read every `reload_s`: a probe added,
-changed or closed in the registry starts, changes or stops within that. Each runs on its binding's heartbeat
+The probes are those of the bindings in force (`bindings.probe`), re-read as soon as a registry import says it
+changed bindings (NOTIFY on base.vocabulary.REGISTRY_CHANGED_CHANNEL) and every `reload_s` in any case (a
+change written by hand, a notification missed while the connection was down): a probe added, changed or
+closed in the registry starts, changes or stops then. Each runs on its binding's heartbeat
 interval (else its kind's), first at a random point of the interval so that ten thousand probes do not start
 together, then every interval with a little jitter; at most `concurrency` run at once, each within
 `timeout_s`. A probe still waiting for a slot one interval after it was due is overdue
@@ -23,10 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
+from psycopg import sql
 
 from base.db import connect
 from base.probe_target import ProbeTarget, ProbeTargetError, parse_probe
-from base.vocabulary import DEFAULT_HEARTBEAT_INTERVAL_S, DeviceKind
+from base.vocabulary import DEFAULT_HEARTBEAT_INTERVAL_S, REGISTRY_CHANGED_CHANNEL, DeviceKind
 from ingest import metrics
 from ingest.decode import DecodeStage
 from ingest.handoff import Handoff
@@ -75,6 +78,8 @@ class ProbeSource(LoopThread):
         # Probe runs so far, and reads of the registry (the tests wait on them rather than on time).
         self.runs = 0
         self.loads = 0
+        # Whether the registry's change notifications reach us now.
+        self.listening = False
         self.probes: dict[str, Probe] = {}
         self._random = random.Random(seed)
         self._accepting = threading.Event()
@@ -100,9 +105,14 @@ class ProbeSource(LoopThread):
         slots = asyncio.Semaphore(self.concurrency)
         tasks: dict[str, tuple[Probe, asyncio.Task]] = {}
         flusher = asyncio.create_task(self._flush_forever())
+        registry_changed = asyncio.Event()
+        listener = asyncio.create_task(self._listen(registry_changed))
         next_load = 0.0
         try:
             while not self._stop.is_set():
+                if registry_changed.is_set():
+                    registry_changed.clear()
+                    next_load = 0.0
                 if time.monotonic() >= next_load:
                     loaded = await asyncio.to_thread(self._load)
                     next_load = time.monotonic() + (self.reload_s if loaded is not None else min(self.reload_s, 2))
@@ -118,8 +128,26 @@ class ProbeSource(LoopThread):
                 task.cancel()
             await asyncio.gather(*(task for _probe, task in tasks.values()), return_exceptions=True)
             flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+            listener.cancel()
+            await asyncio.gather(flusher, listener, return_exceptions=True)
             await self._flush()
+
+    async def _listen(self, registry_changed: asyncio.Event) -> None:
+        """Sets `registry_changed` when the registry says an import changed bindings; the periodic re-read stays,
+        for a notification sent while this connection was down (a reconnection reloads too)."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True,
+                                                                 application_name="citykpi-probe") as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(REGISTRY_CHANGED_CHANNEL)))
+                    registry_changed.set()
+                    self.listening = True
+                    while True:
+                        async for _notify in conn.notifies(timeout=30):
+                            registry_changed.set()
+            except (psycopg.Error, OSError):
+                self.listening = False
+                await asyncio.sleep(5)
 
     def _load(self) -> dict[str, Probe] | None:
         """The probes in force, or None when the registry could not be read (the running ones go on)."""

@@ -15,7 +15,7 @@ from base.probe_target import ProbeTarget, ProbeTargetError, parse_probe
 from base.settings import Settings
 from devstack.errors import ServiceUnavailable
 from devstack.probe_targets import LocalSnmpd, LoopbackTargets
-from ingest.probes.checks import icmp_socket, read_snmp_response, run_probe, snmp_get_request
+from ingest.probes.checks import DatagramAnswers, icmp_socket, read_snmp_response, run_probe, snmp_get_request
 from ingest.service import Ingest
 from registry.devices import parse_devices_csv
 from registry.validation import RegistryFileError
@@ -300,3 +300,15 @@ def test_a_registry_import_reaches_the_prober_at_once(database_url: str, fleet: 
         wait_for(lambda: _latest(db).get("cam-down", ("",))[0] == "ok", what="cam-down answering on its new probe")
     finally:
         assert running.stop(10)
+
+
+def test_a_device_flooding_the_probe_with_datagrams_is_held_to_a_few() -> None:
+    async def flood() -> tuple[int, int]:
+        answers = DatagramAnswers()
+        for _ in range(1000):
+            answers.datagram_received(b"x" * 10000, ("127.0.0.1", 161))
+        answers.error_received(ConnectionRefusedError())
+        first = await answers.answers.get()
+        return answers.answers.qsize() + 1, len(first)
+
+    assert asyncio.run(flood()) == (DatagramAnswers.MAX_QUEUED, 4096)

@@ -220,22 +220,31 @@ def read_snmp_response(data: bytes, request_id: int) -> tuple[bool, str]:
     return True, ""
 
 
-class _Datagram(asyncio.DatagramProtocol):
+class DatagramAnswers(asyncio.DatagramProtocol):
+    # A device flooding our port during a probe is held to a few answers; the rest are dropped.
+    MAX_QUEUED = 16
+
     def __init__(self) -> None:
-        self.answers: asyncio.Queue[bytes | OSError] = asyncio.Queue()
+        self.answers: asyncio.Queue[bytes | OSError] = asyncio.Queue(self.MAX_QUEUED)
 
     def datagram_received(self, data: bytes, addr: object) -> None:
-        self.answers.put_nowait(data[:4096])
+        self._put(data[:4096])
 
     def error_received(self, exc: OSError) -> None:  # an ICMP port unreachable: nobody listens there
-        self.answers.put_nowait(exc)
+        self._put(exc)
+
+    def _put(self, answer: bytes | OSError) -> None:
+        try:
+            self.answers.put_nowait(answer)
+        except asyncio.QueueFull:
+            pass
 
 
 async def _snmp(target: ProbeTarget) -> tuple[bool, str]:
     assert target.community is not None
     loop = asyncio.get_running_loop()
     request_id = int.from_bytes(os.urandom(3), "big")
-    transport, protocol = await loop.create_datagram_endpoint(_Datagram, remote_addr=(target.host, target.port))
+    transport, protocol = await loop.create_datagram_endpoint(DatagramAnswers, remote_addr=(target.host, target.port))
     try:
         transport.sendto(snmp_get_request(target.community, request_id))
         while True:

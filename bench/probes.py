@@ -14,16 +14,26 @@ asyncio loop as fast as it goes at the same concurrency, with no registry, no sc
 
 import argparse
 import asyncio
+import os
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+
+from psycopg import sql
 
 from base.db import connect
 from base.probe_target import parse_probe
 from bench.cpu import CpuMeter
 from bench.ingest import _new_database
+from bench.peer import TELEGRAF_VERSION
+from devstack.databases import create_database
 from devstack.ingest_process import IngestProcess
 from devstack.postgres import LocalPostgres
 from devstack.probe_targets import LoopbackTargets
@@ -66,12 +76,101 @@ def ceiling(targets: LoopbackTargets, count: int, concurrency: int) -> tuple[flo
     return count / elapsed, spent / count * 1e6
 
 
+# -- the peer: Telegraf's net_response and http_response, the same devices ------------------------------------
+
+TELEGRAF_TAGS = "custom,inputs.net_response,inputs.http_response,outputs.postgresql"
+TELEGRAF_CACHE = Path.home() / ".cache" / "citykpi-bench" / f"telegraf-{TELEGRAF_VERSION}-probes"
+
+
+def telegraf_binary() -> tuple[Path | None, str]:
+    """Telegraf with the probing inputs, built once from the Go module proxy outside the repository."""
+    binary = TELEGRAF_CACHE / "telegraf"
+    if binary.is_file():
+        return binary, ""
+    go = shutil.which("go")
+    if go is None:
+        return None, "no Telegraf: `go` is not on the PATH to build it"
+    TELEGRAF_CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"bench.probes: building Telegraf {TELEGRAF_VERSION} ({TELEGRAF_TAGS}) into {TELEGRAF_CACHE} …",
+          file=sys.stderr)
+    built = subprocess.run([go, "install", "-tags", TELEGRAF_TAGS,
+                            f"github.com/influxdata/telegraf/cmd/telegraf@{TELEGRAF_VERSION}"],
+                           env={**os.environ, "GOBIN": str(TELEGRAF_CACHE)}, capture_output=True, text=True)
+    if built.returncode != 0 or not binary.is_file():
+        return None, f"building Telegraf failed: {built.stderr.strip()[-300:]}"
+    return binary, ""
+
+
+def _telegraf_config(targets: LoopbackTargets, count: int, interval: int, database_url: str) -> str:
+    """One input a device, as an operator would write them: net_response for TCP, net_response sending an
+    RTSP OPTIONS and expecting `RTSP/1.0 200`, http_response for HTTP; each collected once an interval at a
+    random point of it (collection_jitter), as our probes are spread."""
+    rtsp = f"rtsp://127.0.0.1:{targets.rtsp}/Streaming/Channels/101"
+    inputs = []
+    for n in range(1, count + 1):
+        tag = f'  [{{kind}}.tags]\n    device_id = "ap-{n}"\n'
+        if n % 3 == 0:
+            inputs.append(f'[[inputs.net_response]]\n  protocol = "tcp"\n  address = "127.0.0.1:{targets.tcp}"\n'
+                          f'  timeout = "5s"\n' + tag.format(kind="inputs.net_response"))
+        elif n % 3 == 1:
+            inputs.append(f'[[inputs.http_response]]\n  urls = ["http://127.0.0.1:{targets.http}/ok"]\n'
+                          f'  response_timeout = "5s"\n' + tag.format(kind="inputs.http_response"))
+        else:
+            inputs.append(f'[[inputs.net_response]]\n  protocol = "tcp"\n  address = "127.0.0.1:{targets.rtsp}"\n'
+                          f'  send = "OPTIONS {rtsp} RTSP/1.0\\r\\nCSeq: 1\\r\\n\\r\\n"\n'
+                          f'  expect = "RTSP/1.0 200"\n  timeout = "5s"\n' + tag.format(kind="inputs.net_response"))
+    return (f'[agent]\n  interval = "{interval}s"\n  round_interval = false\n  collection_jitter = "{interval}s"\n'
+            '  flush_interval = "1s"\n  metric_batch_size = 5000\n  metric_buffer_limit = 100000\n'
+            '  omit_hostname = true\n  quiet = true\n\n' + "\n".join(inputs) +
+            f'\n[[outputs.postgresql]]\n  connection = "{database_url}"\n'
+            '  timestamp_column_type = "timestamp with time zone"\n')
+
+
+def _telegraf_answered(url: str, since: datetime) -> int:
+    """Rows of successful probes (result_code 0) since `since`, in the tables Telegraf made."""
+    total = 0
+    with connect(url) as conn:
+        for table in ("net_response", "http_response"):
+            if conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e", (table,)).fetchone()["e"]:
+                total += conn.execute(sql.SQL("SELECT count(*) AS n FROM {} WHERE time >= %s AND result_code = 0")
+                                      .format(sql.Identifier(table)), (since,)).fetchone()["n"]
+    return total
+
+
+def telegraf_side(binary: Path, pg: LocalPostgres, targets: LoopbackTargets, args: argparse.Namespace,
+                  workdir: Path) -> tuple[float, dict[str, float], float]:
+    """Probes answered a minute, CPU µs a probe (telegraf, postgresql), peak RSS MiB — measured as ours is."""
+    url = create_database(pg.url, f"peer_{uuid.uuid4().hex[:8]}")
+    config = workdir / "telegraf-probes.conf"
+    config.write_text(_telegraf_config(targets, args.probes, args.interval, url))
+    with (workdir / "telegraf-probes.log").open("ab") as log:
+        process = subprocess.Popen([str(binary), "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(args.interval)  # pacing: every input has run once, spread over an interval
+        meter = CpuMeter({"telegraf": process.pid, "postgresql": pg.pid}).start()
+        since, started = datetime.now(UTC), time.monotonic()
+        time.sleep(args.minutes * 60 - args.interval)
+        minutes = (time.monotonic() - started) / 60
+        cpu = meter.stop()
+        answered = _telegraf_answered(url, since)
+        rss = 0.0
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1]) / 1024
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    return answered / minutes, {part: seconds / max(answered, 1) * 1e6 for part, seconds in cpu.items()}, rss
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.probes", description=__doc__.split("\n\n")[0])
     parser.add_argument("--probes", type=int, default=10000)
     parser.add_argument("--interval", type=int, default=60, help="seconds between two probes of a device")
     parser.add_argument("--minutes", type=float, default=3, help="the whole run; the first interval is not measured")
     parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--peer", action="store_true",
+                        help="also run Telegraf's net_response/http_response on the same devices (needs `go`)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="citykpi-probes-") as tmp, LocalPostgres() as pg, \
             LoopbackTargets() as targets:
@@ -108,6 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             prober.stop()
         rss = prober.peak_rss_kib / 1024
+        peer = None
+        if args.peer:
+            binary, why = telegraf_binary()
+            if binary is None:
+                print(f"bench.probes: the Telegraf row is left out: {why}", file=sys.stderr)
+            else:
+                print(f"bench.probes: Telegraf {TELEGRAF_VERSION} on the same devices …", file=sys.stderr)
+                peer = telegraf_side(binary, pg, targets, args, Path(tmp))
     per_probe = {part: seconds / max(answered, 1) * 1e6 for part, seconds in cpu.items()}
     print(f"\n{args.probes:,} probes every {args.interval} s (a third each TCP, HTTP, RTSP, on loopback), "
           f"{args.concurrency} at once; {minutes:.1f} minutes measured after a {args.interval} s warm-up\n")
@@ -115,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---|---:|---:|")
     print(f"| citykpi probe | {answered / minutes:,.0f} answered, {stored / minutes:,.0f} stored | "
           f"{per_probe['prober']:.0f} · {per_probe['postgresql']:.0f} | {max(overdue, default=0):.0f} | {rss:.0f} |")
+    if peer is not None:
+        rate, peer_us, peer_rss = peer
+        print(f"| Telegraf {TELEGRAF_VERSION}: net_response, http_response | {rate:,.0f} answered | "
+              f"{peer_us['telegraf']:.0f} · {peer_us['postgresql']:.0f} | — | {peer_rss:.0f} |")
     print(f"| ceiling: the bare checks on one asyncio loop | {bare_rate * 60:,.0f} | {bare_us:.0f} · — | — | — |")
     print(f"\nThe target, {args.probes * 60 / args.interval:,.0f} a minute, is "
           f"{'met' if answered / minutes >= 0.98 * args.probes * 60 / args.interval else 'NOT met'}; "

@@ -1,9 +1,13 @@
 """Active probes (ingest/probes/): the registry's probe URLs, each kind of probe against real loopback servers
-and a real snmpd — up, down, slow, refusing — and `citykpi probe` storing their answers as heartbeats and
-following the registry as it changes."""
+and a real snmpd — up, down, slow, refusing (ICMP's down inside a network namespace of its own) — and
+`citykpi probe` storing their answers as heartbeats and following the registry as it changes."""
 
 import asyncio
+import json
+import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -312,3 +316,48 @@ def test_a_device_flooding_the_probe_with_datagrams_is_held_to_a_few() -> None:
         return answers.answers.qsize() + 1, len(first)
 
     assert asyncio.run(flood()) == (DatagramAnswers.MAX_QUEUED, 4096)
+
+
+# Run inside a network namespace of its own, so that the kernel's echo replies can be switched off there
+# without touching the machine's: loopback up and answering nothing is a device that is down; loopback never
+# brought up is a host with no route to it.
+_ICMP_IN_A_NAMESPACE = """
+import asyncio, fcntl, json, socket, struct, sys
+from base.probe_target import parse_probe
+from ingest.probes.checks import run_probe
+
+def probe():
+    outcome = asyncio.run(run_probe(parse_probe("icmp://127.0.0.1"), 0.5))
+    return [outcome.ok, outcome.failure]
+
+unrouted = probe()
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    flags = struct.unpack("16sH", fcntl.ioctl(sock, 0x8913, struct.pack("16sH", b"lo", 0))[:18])[1]
+    fcntl.ioctl(sock, 0x8914, struct.pack("16sH", b"lo", flags | 1))
+answering = probe()
+try:
+    with open("/proc/sys/net/ipv4/icmp_echo_ignore_all", "w") as knob:
+        knob.write("1")
+    silent = probe()
+except OSError as exc:  # a container may mount /proc/sys read-only
+    silent = f"{exc.__class__.__name__}: {exc}"
+print(json.dumps({"unrouted": unrouted, "answering": answering, "silent": silent}))
+"""
+
+
+def test_icmp_probes_a_host_that_ignores_echoes_and_one_with_no_route() -> None:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("ICMP down: no unshare(1) to give the test a network namespace of its own")
+    ran = subprocess.run([unshare, "--net", sys.executable, "-c", _ICMP_IN_A_NAMESPACE], capture_output=True,
+                         text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    if ran.returncode != 0 and ("unshare failed" in ran.stderr or "Operation not permitted" in ran.stderr):
+        # Not something CI can install: creating a network namespace needs CAP_SYS_ADMIN.
+        pytest.skip(f"ICMP down: no network namespace here ({ran.stderr.strip()[:120]})")
+    assert ran.returncode == 0, ran.stderr
+    results = json.loads(ran.stdout)
+    assert results["answering"] == [True, None]
+    assert results["unrouted"] == [False, "error"]
+    if isinstance(results["silent"], str):
+        pytest.skip(f"ICMP down: the namespace's echo replies cannot be switched off here ({results['silent']})")
+    assert results["silent"] == [False, "timeout"]

@@ -4,6 +4,8 @@ station, a file already claimed by a process that died, a kill -9 mid-directory 
 
 import json
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from base.settings import Settings
 from devstack.ingest_process import IngestProcess
 from ingest.decode import Limits
+from ingest.files import source as files_source
 from ingest.files.station_file import decode_station_file, read_station_file, station_mapping
 from ingest.message import Accepted
 from ingest.service import Ingest
@@ -246,8 +249,13 @@ def test_a_file_being_uploaded_is_left_until_it_settles(database_url: str, drop:
         scans = running.sources[0].scans
         wait_for(lambda: running.sources[0].scans >= scans + 2, what="two more scans")
         assert (drop / name).exists() and _listing(drop, "processing") == []
+        # An mtime in the past (an FTP client may set one) does not make it settled: its ctime does.
         old = (drop / name).stat().st_mtime - 7200
         os.utime(drop / name, (old, old))
+        scans = running.sources[0].scans
+        wait_for(lambda: running.sources[0].scans >= scans + 2, what="two scans after the mtime moved back")
+        assert (drop / name).exists()
+        running.sources[0].file_clock = lambda: time.time() + 7200
         wait_for(lambda: _listing(drop, "done") == [name], what="the settled file done")
     finally:
         assert running.stop(10)
@@ -305,6 +313,103 @@ def test_ingest_killed_mid_directory_stores_every_file_once_after_a_restart(
     assert (row["n"], row["distinct_ts"]) == (300, 300)
     assert _dead_letters(db) == []
     assert not _listing(drop, "processing") and not _listing(drop, "rejected")
+
+
+def _immutable(path: Path, on: bool) -> None:
+    """chattr ±i: a flag even root's renames obey, so a file or directory the source cannot change is real here."""
+    done = subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"no immutable flag on this file system ({done.stderr.strip()}): a file the source cannot move "
+                    "cannot be made")
+
+
+def test_a_file_that_cannot_be_claimed_stays_and_the_others_go_on(
+        ingest: Ingest, drop: Path, db: psycopg.Connection, caplog: pytest.LogCaptureFixture) -> None:
+    stuck, other = _name(local_time(8)), _name(local_time(9))
+    _put(drop, stuck, _file(local_time(8)))
+    _immutable(drop / stuck, True)
+    try:
+        _put(drop, other, _file(local_time(9)))
+        wait_for(lambda: _listing(drop, "done") == [other], what="the other file done")
+        scans = ingest.sources[0].scans
+        wait_for(lambda: ingest.sources[0].scans >= scans + 3, what="three more scans")
+        assert (drop / stuck).exists() and ingest.sources[0].alive
+        assert "Operation not permitted" in ingest.sources[0].unclaimable[stuck]
+        said = [r for r in caplog.records if stuck in r.getMessage() and "cannot be moved" in r.getMessage()]
+        assert len(said) == 1, "said once, not at every scan"
+    finally:
+        _immutable(drop / stuck, False)
+    wait_for(lambda: _listing(drop, "done") == [stuck, other], what="the file claimed once it can be moved")
+    assert [h[0] for h in _heartbeats(db)] == [8, 9] and ingest.sources[0].unclaimable == {}
+
+
+def test_a_claimed_file_that_cannot_be_read_is_rejected_saying_why(
+        ingest: Ingest, drop: Path, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root reads every file, so the refusal a data logger's account would meet is staged at the read itself.
+    unreadable, other = _name(local_time(8)), _name(local_time(9))
+    read_whole = files_source.read_whole
+
+    def refusing(path: Path, limit: int) -> tuple:
+        if path.name == unreadable:
+            raise PermissionError(13, "Permission denied")
+        return read_whole(path, limit)
+
+    monkeypatch.setattr(files_source, "read_whole", refusing)
+    _put(drop, unreadable, _file(local_time(8)))
+    _put(drop, other, _file(local_time(9)))
+    wait_for(lambda: _listing(drop, "rejected") == [unreadable, unreadable + ".reason.txt"]
+             and _listing(drop, "done") == [other], what="one file rejected, the other done")
+    assert (drop / "rejected" / (unreadable + ".reason.txt")).read_text() == \
+        f"{unreadable}: cannot be read: Permission denied\n"
+    assert _dead_letters(db) == [("unreadable", unreadable)]
+    assert [h[0] for h in _heartbeats(db)] == [9] and ingest.sources[0].alive
+
+
+def test_a_file_name_that_is_not_utf8_is_rejected_and_the_source_goes_on(
+        ingest: Ingest, drop: Path, db: psycopg.Connection) -> None:
+    odd = os.fsdecode(b"BDI_QN_\xff\xfe_20261102081500.txt")
+    (drop / odd).write_bytes(_file(local_time(8)).encode())
+    wait_for(lambda: len(_listing(drop, "rejected")) == 2, what="the oddly named file rejected")
+    _put(drop, _name(local_time(9)), _file(local_time(9)))
+    wait_for(lambda: _listing(drop, "done") == [_name(local_time(9))], what="the next file done")
+    assert _dead_letters(db) == [("station_file", "BDI_QN_\ufffd\ufffd_20261102081500.txt")]
+    assert (drop / "rejected" / odd).exists() and ingest.failures() == []
+
+
+def test_a_file_named_as_one_in_flight_waits_for_it(ingest: Ingest, drop: Path) -> None:
+    source = ingest.sources[0]
+    name = _name(local_time(8))
+    (drop / "processing" / name).write_text("in flight")
+    _put(drop, name, _file(local_time(8)))
+    assert not source._claim(name, name, drop / "processing" / name)
+    assert (drop / "processing" / name).read_text() == "in flight" and (drop / name).exists()
+
+
+def test_a_rejected_file_committed_before_a_crash_is_not_dead_lettered_twice(
+        database_url: str, drop: Path, station: str, db: psycopg.Connection) -> None:
+    name = _name(local_time(7))
+    settings = Settings(files_dir=drop, files_poll_s=0.05, files_settle_s=0, batch_max_wait_s=0.05)
+    drop.mkdir(parents=True)
+    (drop / "rejected").mkdir()
+    _immutable(drop / "rejected", True)   # stored, then not movable: as if the process died right after the commit
+    try:
+        first = Ingest(settings, database_url, sources=("files",), clock=lambda: NOW.astimezone(UTC))
+        first.start()
+        try:
+            _put(drop, name, _file(local_time(7)) + "not a reading\n")
+            wait_for(lambda: len(_dead_letters(db)) == 1 and len(_heartbeats(db)) == 1, what="the file stored")
+        finally:
+            assert first.stop(10)
+    finally:
+        _immutable(drop / "rejected", False)
+    assert _listing(drop, "processing") == [name]
+    second = Ingest(settings, database_url, sources=("files",), clock=lambda: NOW.astimezone(UTC))
+    second.start()
+    try:
+        wait_for(lambda: _listing(drop, "rejected") == [name, name + ".reason.txt"], what="the file moved")
+    finally:
+        assert second.stop(10)
+    assert _dead_letters(db) == [("station_file", name)] and len(_heartbeats(db)) == 1
 
 
 def test_the_files_source_needs_its_directory(database_url: str) -> None:

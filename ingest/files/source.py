@@ -6,15 +6,24 @@ letters, its acknowledgement moves the file to `done/`, or to `rejected/` beside
 problem. What is in `processing/` at start was claimed by a process that died before that: it is read again,
 and its heartbeats, already stored or not, are stored once (the heartbeats' key de-duplicates them).
 
-A file still being written is not claimed: only files unchanged for `settle_s` are. Only one ingest process
-may watch a directory, since recovery takes everything in `processing/`.
+A file still being written is not claimed: only files whose inode nobody changed for `settle_s` are (its
+ctime, which an FTP client cannot set as it can the mtime), and a file that changed while it was read goes back
+to be read once it settles. Only one ingest process may watch a directory, since recovery takes everything in
+`processing/`; and since `processing/` holds one file of a name, a file arriving under the name of one in
+flight waits for that one to end.
+
+A file the source cannot claim or read (permissions, an immutable flag, an I/O error) costs that file, not the
+source: one it cannot move stays where it is, said once in the log and tried again at each scan; one it claimed
+but cannot read is rejected, with a dead letter saying why. A name that is not UTF-8 is shown with U+FFFD where
+its bytes are not, in dead letters and logs; the file keeps its name on disk.
 """
 
+import heapq
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +53,8 @@ class FilesSource:
         self.settle_s = settle_s
         self.max_files_per_scan = max_files_per_scan
         self.clock = clock or (lambda: datetime.now(UTC))
+        # The file system's clock, which settling is judged by whatever clock stamps receipt.
+        self.file_clock: Callable[[], float] = time.time
         self.mapping = station_mapping(status_codes)
         # Set while the directory can be used and the registry read: /readyz reports it.
         self.connected = threading.Event()
@@ -51,6 +62,8 @@ class FilesSource:
         self.failure: BaseException | None = None
         # Looks at the directory so far (the tests wait on it rather than on time).
         self.scans = 0
+        # Files the source could not move into processing/, by name: the reason, said once.
+        self.unclaimable: dict[str, str] = {}
         self._accepting = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -107,15 +120,21 @@ class FilesSource:
 
     def _settled_files(self) -> list[str]:
         """Names of the regular files no writer touched for `settle_s`, oldest name first, a scan's worth."""
-        now = time.time()  # the file system's clock, whatever clock stamps receipt
-        names = []
-        with os.scandir(self.directory) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
-                    continue
-                if now - entry.stat(follow_symlinks=False).st_mtime >= self.settle_s:
-                    names.append(entry.name)
-        return sorted(names)[:self.max_files_per_scan]
+        now = self.file_clock()
+
+        def settled() -> Iterator[str]:
+            with os.scandir(self.directory) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    try:
+                        if entry.is_file(follow_symlinks=False) and \
+                                now - entry.stat(follow_symlinks=False).st_ctime >= self.settle_s:
+                            yield entry.name
+                    except OSError:  # gone or unreadable since it was listed: the next scan sees what it is
+                        continue
+
+        return heapq.nsmallest(self.max_files_per_scan, settled())
 
     def _hand_over(self, names: list[str], *, claimed: bool) -> bool:
         """Claim (unless `claimed`), decode and hand over the files `names`; false when the registry could not
@@ -136,6 +155,9 @@ class FilesSource:
             message = self._message(name, registered, claimed=claimed)
             if message is None:
                 continue
+            if claimed and message.decoded.rejected and self._stored(message):
+                message.acknowledge()  # committed before the restart: only the move to done/ or rejected/ was missing
+                continue
             assert self._handoff is not None
             while not self._handoff.put_many([message], timeout_s=1.0):
                 if self._stop.is_set():
@@ -143,45 +165,98 @@ class FilesSource:
         return True
 
     def _message(self, name: str, registered: set[str], *, claimed: bool) -> Message | None:
-        """Claim the file and decode it; None when another claimed it first or it vanished."""
+        """Claim the file and decode it; None when it is not to be read now (gone, another of its name in
+        flight, not movable, or changed while it was read)."""
         processing = self.directory / "processing" / name
-        if not claimed:
-            try:
-                os.rename(self.directory / name, processing)
-            except FileNotFoundError:
-                return None
+        shown = printable(name)
+        if not claimed and not self._claim(name, shown, processing):
+            return None
+        assert self._decode is not None
         try:
-            with processing.open("rb") as file:
-                assert self._decode is not None
-                raw = file.read(self._decode.limits.max_message_bytes + 1)
+            raw, changed, claimed_at = read_whole(processing, self._decode.limits.max_message_bytes + 1)
         except FileNotFoundError:
             return None
-        received_at = self.clock()
-        assert self._decode is not None
+        except OSError as exc:
+            return self._unreadable(name, shown, exc)
+        if changed and not claimed and self._put_back(name, shown):
+            return None
+        # Received when claimed, and so again when read after a restart: its receipt did not move, and its dead
+        # letters are found by it (the clock only ever earlier under a test's fixed clock).
+        received_at = min(self.clock(), claimed_at)
         matched = FILE_NAME.fullmatch(name)
         if matched is not None and matched["station"] not in registered:
             decoded = Decoded([], [Rejection(
-                "unknown_station", f"{name}: station {matched['station']!r} is no device of the registry (register "
+                "unknown_station", f"{shown}: station {matched['station']!r} is no device of the registry (register "
                 "its data logger under this id)", raw[:1024])])
         else:
-            decoded = decode_station_file(name, raw, self.mapping, received_at=received_at,
+            decoded = decode_station_file(shown, raw, self.mapping, received_at=received_at,
                                           limits=self._decode.limits, zone=self._decode.zone)
         reasons = [r.detail for r in decoded.rejected]
-        return Message(self.name, name, raw, received_at, None, False,
+        return Message(self.name, shown, raw, received_at, None, False,
                        lambda: self._finish(name, reasons), decoded)
+
+    def _claim(self, name: str, shown: str, processing: Path) -> bool:
+        # Only this process writes into processing/, so a name checked free there stays free until the rename.
+        if os.path.lexists(processing):
+            return False  # its namesake is in flight: this one is claimed once that one is done
+        try:
+            os.rename(self.directory / name, processing)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if self.unclaimable.get(name) != reason:
+                log.error("station file %s cannot be moved into processing/ (%s): left where it is, tried again at "
+                          "each scan", shown, reason)
+            self.unclaimable[name] = reason
+            return False
+        self.unclaimable.pop(name, None)
+        return True
+
+    def _unreadable(self, name: str, shown: str, exc: OSError) -> Message:
+        """A claimed file that cannot be read: rejected, with a dead letter saying why."""
+        reason = f"{shown}: cannot be read: {exc.strerror or exc}"
+        return Message(self.name, shown, b"", self.clock(), None, False, lambda: self._finish(name, [reason]),
+                       Decoded([], [Rejection("unreadable", reason, b"")]))
+
+    def _put_back(self, name: str, shown: str) -> bool:
+        """Return a file that changed while it was read to where it came from; false when it cannot go back
+        (another of its name arrived there), and then what was read is what counts."""
+        try:
+            if os.path.lexists(self.directory / name):
+                return False
+            os.rename(self.directory / "processing" / name, self.directory / name)
+        except OSError as exc:
+            log.error("station file %s changed while it was read and cannot be put back (%s): read as it was",
+                      shown, exc.strerror or exc)
+            return False
+        log.warning("station file %s changed while it was read: put back until it settles", shown)
+        return True
 
     def _finish(self, name: str, reasons: list[str]) -> None:
         """Called by the sink after the file's rows and dead letters are committed."""
         outcome = "rejected" if reasons else "done"
-        target = _free_name(self.directory / outcome, name)
         try:
-            os.rename(self.directory / "processing" / name, target)
+            target = _free_name(self.directory / outcome, name)
+            # The reasons first: a rejected file is never found without them.
             if reasons:
                 target.with_name(target.name + ".reason.txt").write_text("\n".join(reasons) + "\n", encoding="utf-8")
+            os.rename(self.directory / "processing" / name, target)
         except OSError as exc:  # the rows are stored; a file left in processing/ is read again at the next start
-            log.error("station file %s: stored, but could not be moved to %s/: %s", name, outcome, exc)
+            log.error("station file %s: stored, but could not be moved to %s/: %s", printable(name), outcome, exc)
             return
         metrics.STATION_FILES.labels(outcome).inc()
+
+    def _stored(self, message: Message) -> bool:
+        """Whether the dead letters of a file read again after a restart were committed then (its heartbeats
+        are de-duplicated by their key; its dead letters have none but the file's name and claim time)."""
+        try:
+            with connect(self.database_url) as conn:
+                return conn.execute("SELECT EXISTS (SELECT FROM dead_letters WHERE source = %s AND origin = %s AND "
+                                    "received_at = %s) AS stored", (self.name, message.origin, message.received_at)
+                                    ).fetchone()["stored"]
+        except psycopg.Error:
+            return False  # then its dead letters may be written twice, never lost
 
     def _registered(self, stations: list[str]) -> set[str]:
         if not stations:
@@ -195,6 +270,25 @@ class FilesSource:
             log.warning("files source: %s", reason)
         self.last_error = reason
         self.connected.clear()
+
+
+def printable(name: str) -> str:
+    """A file name as text that can be stored: the bytes of a name that is not UTF-8 (which Python keeps as
+    surrogates) shown as U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def read_whole(path: Path, limit: int) -> tuple[bytes, bool, datetime]:
+    """Up to `limit` bytes of the file; whether it changed while it was read (its size or mtime moved, or it
+    holds more than was read although under `limit`); and its ctime, the moment it was claimed (the rename into
+    processing/ set it)."""
+    with path.open("rb") as file:
+        before = os.fstat(file.fileno())
+        raw = file.read(limit)
+        after = os.fstat(file.fileno())
+    changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or \
+        (len(raw) < limit and after.st_size != len(raw))
+    return raw, changed, datetime.fromtimestamp(after.st_ctime, UTC)
 
 
 def _free_name(directory: Path, name: str) -> Path:

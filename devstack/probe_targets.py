@@ -18,7 +18,9 @@ _HTTP = {"/ok": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\
 
 
 class LoopbackTargets:
-    """`tcp` accepts and closes; `http` answers /ok 200, /broken 500, /login 302 and never answers /slow;
+    """`tcp` accepts and closes; `http` answers /ok 200, /broken 500, /login 302, never answers /slow, and
+    answers /vhost 200 only when the Host header names the port it was asked on (421 otherwise, as a device's
+    name-based virtual host would);
     `rtsp` answers OPTIONS 200 (401 on /private); `silent` accepts and never says a word; `stalled` never
     completes a connection; `refused` has nobody listening. Each attribute is a port on 127.0.0.1."""
 
@@ -92,7 +94,17 @@ class LoopbackTargets:
         if path == "/slow":
             await self._hold(reader, writer)
             return
-        writer.write(_HTTP.get(path, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
+        answer = _HTTP.get(path, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        if path == "/vhost":
+            hosts = []
+            while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "host":
+                    hosts.append(value.strip())
+            ours = f"127.0.0.1:{writer.get_extra_info('sockname')[1]}"
+            answer = _HTTP["/ok"] if hosts == [ours] else \
+                b"HTTP/1.1 421 Misdirected Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        writer.write(answer)
         await writer.drain()
         writer.close()
 

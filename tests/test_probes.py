@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,8 @@ from base.settings import Settings
 from devstack.errors import ServiceUnavailable
 from devstack.probe_targets import LocalSnmpd, LoopbackTargets
 from ingest.probes.checks import DatagramAnswers, icmp_socket, read_snmp_response, run_probe, snmp_get_request
+from ingest.handoff import Handoff
+from ingest.probes.source import ProbeSource
 from ingest.service import Ingest
 from registry.devices import parse_devices_csv
 from registry.validation import RegistryFileError
@@ -106,6 +109,7 @@ def _run(url: str, timeout_s: float = 0.5):
     ("/login", True, None, ""),                        # a redirect to a login page: the server is up
     ("/broken", False, "unexpected", "HTTP status 500"),
     ("/slow", False, "timeout", "no answer in 0.5 s"),
+    ("/vhost", True, None, ""),                        # the Host header carries the port it was asked on
 ])
 def test_http_probes(targets: LoopbackTargets, path: str, ok: bool, failure: str | None, detail: str) -> None:
     outcome = _run(f"http://127.0.0.1:{targets.http}{path}")
@@ -244,6 +248,31 @@ def test_probes_overdue_when_the_slots_are_too_few(database_url: str, fleet: dic
         wait_for(lambda: metrics.PROBES_OVERDUE._value.get() >= 1, timeout_s=30, what="a probe overdue")
     finally:
         assert running.stop(10)
+
+
+def test_answers_the_sink_cannot_take_hold_the_probes_back(database_url: str, fleet: dict[str, str]) -> None:
+    # A hand-over nobody takes from, as when the database is down: the answers waiting stay bounded and the
+    # probes wait for room instead of piling answers up; once the sink takes again, they go on.
+    handoff = Handoff(capacity=3)
+    source = ProbeSource(database_url, timeout_s=0.3, reload_s=0.2, max_pending=5, seed=1)
+    source.start(handoff, decode=None)
+    draining = threading.Event()
+    try:
+        wait_for(lambda: source.held_back == len(fleet), timeout_s=30, what="every probe held back")
+        held_at = source.runs
+        assert held_at <= handoff.qsize() + 2 * source.max_pending + len(fleet)
+        assert len(source._results) <= source.max_pending + len(fleet)
+
+        def drain() -> None:
+            while not draining.is_set():
+                handoff.take(100, first_wait_s=0.05, max_wait_s=0.05, idle_s=0.01)
+
+        threading.Thread(target=drain, daemon=True).start()
+        wait_for(lambda: source.runs >= held_at + 2 * len(fleet), timeout_s=30, what="the probes going on")
+    finally:
+        source.close(10)
+        draining.set()
+    assert not source.alive
 
 
 def _count(db: psycopg.Connection, device_id: str) -> int:

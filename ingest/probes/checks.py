@@ -12,7 +12,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from base.probe_target import ProbeTarget
+from base.probe_target import DEFAULT_PORTS, ProbeTarget
 
 # Why a probe failed; the heartbeat carries the code as `metrics.failure_code` (0: answered as expected).
 FAILURES = {"timeout": 1, "refused": 2, "unexpected": 3, "error": 4}
@@ -57,7 +57,9 @@ async def _tcp(target: ProbeTarget) -> tuple[bool, str]:
 
 async def _http(target: ProbeTarget) -> tuple[bool, str]:
     context = ssl.create_default_context() if target.scheme == "https" else None
-    protocol, status = await _status_line(target, f"GET {target.path} HTTP/1.1\r\nHost: {_host(target)}\r\n"
+    # RFC 9110 7.2: the port is part of Host unless it is the scheme's default.
+    host = _host(target) if target.port == DEFAULT_PORTS[target.scheme] else f"{_host(target)}:{target.port}"
+    protocol, status = await _status_line(target, f"GET {target.path} HTTP/1.1\r\nHost: {host}\r\n"
                                           "User-Agent: citykpi-probe\r\nConnection: close\r\n\r\n", context)
     if not protocol.startswith("HTTP/"):
         return False, f"not an HTTP answer: {protocol[:60]!r}"

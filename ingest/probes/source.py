@@ -9,6 +9,10 @@ together, then every interval with a little jitter; at most `concurrency` run at
 `timeout_s`. A probe still waiting for a slot one interval after it was due is overdue
 (`citykpi_probes_overdue`): the prober is short of slots or of CPU.
 
+Answers wait to be handed to the sink in batches; when the sink cannot take them (the database down, the
+hand-over full) at most `max_pending` wait, and the probes hold back until there is room again (they become
+overdue, which says so) rather than fill the memory with answers nobody can store.
+
 A probe's heartbeat: `status` ok when the device answered as expected, else fault; `checks.answered`;
 `metrics.latency_ms` and `metrics.failure_code` (checks.FAILURES). Its kind is the registry's. It goes through
 the sink like any heartbeat: de-duplicated, judged against the registry, dead-lettered when refused.
@@ -66,7 +70,8 @@ class ProbeSource(LoopThread):
     _described_as = "the probe source"
 
     def __init__(self, database_url: str, *, concurrency: int = 200, timeout_s: float = 5.0, reload_s: float = 30.0,
-                 clock: Callable[[], datetime] | None = None, seed: int | None = None) -> None:
+                 max_pending: int = 10_000, clock: Callable[[], datetime] | None = None,
+                 seed: int | None = None) -> None:
         self.database_url = database_url
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -84,7 +89,11 @@ class ProbeSource(LoopThread):
         self._random = random.Random(seed)
         self._accepting = threading.Event()
         self._handoff: Handoff | None = None
+        self.max_pending = max_pending
         self._results: list[Message] = []
+        self._room: asyncio.Event | None = None   # made on the loop's thread
+        # Probes waiting for room among the pending answers (the tests wait on it rather than on time).
+        self.held_back = 0
         self._due: dict[str, float] = {}
 
     def start(self, deliver_to: Handoff, decode: DecodeStage) -> None:
@@ -103,6 +112,8 @@ class ProbeSource(LoopThread):
     async def _run(self) -> None:
         assert self._stop is not None
         slots = asyncio.Semaphore(self.concurrency)
+        self._room = asyncio.Event()
+        self._room.set()
         tasks: dict[str, tuple[Probe, asyncio.Task]] = {}
         flusher = asyncio.create_task(self._flush_forever())
         registry_changed = asyncio.Event()
@@ -193,6 +204,7 @@ class ProbeSource(LoopThread):
             if not self._accepting.is_set():
                 return
             self._due[probe.device_id] = due
+            await self._wait_for_room()
             async with slots:
                 self._due.pop(probe.device_id, None)
                 at = self.clock()
@@ -203,6 +215,16 @@ class ProbeSource(LoopThread):
             due += probe.interval_s * self._random.uniform(0.95, 1.05)
             if due < time.monotonic():
                 due = time.monotonic() + self._random.uniform(0, probe.interval_s * 0.1)
+
+    async def _wait_for_room(self) -> None:
+        assert self._room is not None
+        if self._room.is_set():
+            return
+        self.held_back += 1
+        try:
+            await self._room.wait()
+        finally:
+            self.held_back -= 1
 
     def _record(self, probe: Probe, at: datetime, outcome: Outcome) -> None:
         self.runs += 1
@@ -220,6 +242,8 @@ class ProbeSource(LoopThread):
                               "ok": outcome.ok, "failure": outcome.failure, "detail": outcome.detail}).encode()
         self._results.append(Message("probe", probe.device_id, payload, self.clock(), None, False, _noop,
                                      Decoded([heartbeat], [], [0])))
+        if len(self._results) >= self.max_pending and self._room is not None:
+            self._room.clear()
 
     async def _flush_forever(self) -> None:
         while True:
@@ -228,7 +252,10 @@ class ProbeSource(LoopThread):
 
     async def _flush(self) -> None:
         # Taken on the loop's thread, where answers are added; handed over on another, as that may wait.
+        # At most twice max_pending in memory: one batch being handed over, the next filling.
         results, self._results = self._results, []
+        if self._room is not None:
+            self._room.set()
         if results and self._handoff is not None:
             await asyncio.to_thread(self._handoff.put_many, results)
 

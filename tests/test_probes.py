@@ -20,8 +20,8 @@ from base.probe_target import ProbeTarget, ProbeTargetError, parse_probe
 from base.settings import Settings
 from devstack.errors import ServiceUnavailable
 from devstack.probe_targets import LocalSnmpd, LoopbackTargets
-from ingest.probes.checks import DatagramAnswers, icmp_socket, read_snmp_response, run_probe, snmp_get_request
 from ingest.handoff import Handoff
+from ingest.probes.checks import DatagramAnswers, icmp_socket, read_snmp_response, run_probe, snmp_get_request
 from ingest.probes.source import ProbeSource
 from ingest.service import Ingest
 from registry.devices import parse_devices_csv

@@ -18,8 +18,10 @@ fresh database and a fresh backlog of the same N heartbeats, published before it
 - peak RSS of the consumer (VmHWM); rows stored, which must equal N.
 
 Each run also measures the raw limits of the stages both sides go through (bench/ingest.py's bare paho
-subscriber and bare COPY), so that the ratio means something on a noisy machine. The medians of the runs go into
-one Markdown table, each row's rate divided by Telegraf's.
+subscriber and bare COPY; a bare aiokafka consumer on each Kafka path, and the same on confluent-kafka when the
+`bench` extra installed it), so that the ratio means something on a
+noisy machine. The medians of the runs go into one Markdown table, each row's rate divided by Telegraf's on the
+same path (bare COPY: on the first path).
 """
 
 import argparse
@@ -325,6 +327,84 @@ def citykpi_drain(path: str, pg: LocalPostgres, broker: LocalMqttBroker | KafkaB
     return Drain(_rate(url, "heartbeats"), _per_heartbeat(cpu, len(heartbeats)), rss, _count(url, "heartbeats"))
 
 
+def kafka_ceiling(broker: KafkaBroker, heartbeats: list[dict], partitions: int) -> Drain:
+    """A bare aiokafka consumer, in this process: one consumer group reading the backlog in fetches of 2 000, as
+    `citykpi ingest` does, touching each record's key and value and nothing more — what the Python Kafka client
+    costs before anything is decoded, stored or committed."""
+    from aiokafka import AIOKafkaConsumer
+
+    topic = f"peer-bare-{uuid.uuid4().hex[:6]}"
+    _create_topic(broker.bootstrap, topic, partitions)
+    _produce(broker.bootstrap, topic, heartbeats)
+
+    async def drain() -> tuple[float, float, dict[str, float]]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        deadline = time.monotonic() + 600
+        first, received, touched = 0, 0, 0
+        try:
+            while received < len(heartbeats):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"bench: the bare Kafka consumer got {received}/{len(heartbeats)}")
+                for records in (await consumer.getmany(timeout_ms=200, max_records=2000)).values():
+                    if not received:  # measured from the first fetch, as the sides are from their first batch
+                        first, meter = len(records), CpuMeter({"broker": broker.pid}).start()
+                        own_cpu, started = time.process_time(), time.perf_counter()
+                    received += len(records)
+                    touched += sum(len(r.value or b"") + len(r.key or b"") for r in records)
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - own_cpu
+            broker_cpu = meter.stop()
+        finally:
+            await consumer.stop()
+        assert touched > 0
+        return first, elapsed, cpu, broker_cpu
+
+    first, elapsed, cpu, broker_cpu = asyncio.run(drain())
+    return _bare_drain(len(heartbeats) - first, elapsed, {"consumer": cpu, **broker_cpu})
+
+
+def librdkafka_ceiling(broker: KafkaBroker, heartbeats: list[dict], partitions: int) -> Drain | None:
+    """The same bare consumer on confluent-kafka (librdkafka, C) instead of aiokafka: what the Kafka path could
+    reach with another client, measured rather than guessed. None when confluent-kafka is not installed (it is
+    in the `bench` extra only: citykpi itself uses aiokafka)."""
+    try:
+        from confluent_kafka import Consumer
+    except ImportError:
+        return None
+    topic = f"peer-rd-{uuid.uuid4().hex[:6]}"
+    _create_topic(broker.bootstrap, topic, partitions)
+    _produce(broker.bootstrap, topic, heartbeats)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"rd-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + 600
+    first, received, touched = 0, 0, 0
+    try:
+        while received < len(heartbeats):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: the bare librdkafka consumer got {received}/{len(heartbeats)}")
+            records = [r for r in consumer.consume(num_messages=2000, timeout=0.2) if r.error() is None]
+            if records and not received:
+                # process_time counts librdkafka's own threads too: they are this process's.
+                first, meter, own_cpu = len(records), CpuMeter({"broker": broker.pid}).start(), time.process_time()
+                started = time.perf_counter()
+            received += len(records)
+            touched += sum(len(r.value() or b"") + len(r.key() or b"") for r in records)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - own_cpu
+        broker_cpu = meter.stop()
+    finally:
+        consumer.close()
+    assert touched > 0
+    return _bare_drain(len(heartbeats) - first, elapsed, {"consumer": cpu, **broker_cpu})
+
+
+def _bare_drain(counted: int, elapsed: float, cpu_seconds: dict[str, float]) -> Drain:
+    """A bare consumer's figures, from the end of its first fetch: the records after it, over the time after it."""
+    return Drain(counted / elapsed if elapsed > 0 else 0.0, _per_heartbeat(cpu_seconds, max(counted, 1)), 0.0,
+                 counted)
+
+
 def _per_heartbeat(cpu_seconds: dict[str, float], count: int) -> dict[str, float]:
     return {name: seconds / count * 1e6 for name, seconds in cpu_seconds.items()}
 
@@ -350,8 +430,14 @@ def _ceiling(result: dict, count: int) -> Drain:
     return Drain(result["rate"], cpu, 0.0, count)
 
 
-# The raw limits of the two stages every side goes through, measured in the same run.
-CEILINGS = {"mqtt": "ceiling: bare paho subscriber, MQTT QoS 1", "copy": "ceiling: bare COPY into heartbeats"}
+# The raw limits of the stages every side goes through, measured in the same run, and the path whose Telegraf
+# each is compared with (None: the first path's).
+CEILINGS = {"mqtt": ("ceiling: bare paho subscriber, MQTT QoS 1", "mqtt"),
+            "kafka1": ("ceiling: bare aiokafka consumer, Kafka, 1 partition", "kafka1"),
+            "kafka4": ("ceiling: bare aiokafka consumer, Kafka, 4 partitions", "kafka4"),
+            "kafka1-rd": ("bare librdkafka consumer (confluent-kafka), Kafka, 1 partition", "kafka1"),
+            "kafka4-rd": ("bare librdkafka consumer (confluent-kafka), Kafka, 4 partitions", "kafka4"),
+            "copy": ("ceiling: bare COPY into heartbeats", None)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     heartbeats = _heartbeats(args.messages)
     results: dict[str, dict[str, list[Drain]]] = {p: {"telegraf": [], "citykpi": []} for p in paths}
-    ceilings: dict[str, list[Drain]] = {"mqtt": [], "copy": []}
+    ceilings: dict[str, list[Drain]] = {what: [] for what in CEILINGS}
     with tempfile.TemporaryDirectory(prefix="citykpi-peer-") as tmp:
         workdir = Path(tmp)
         kafka = None
@@ -388,6 +474,11 @@ def main(argv: list[str] | None = None) -> int:
                 for run in range(1, args.runs + 1):
                     if "mqtt" in paths:
                         ceilings["mqtt"].append(_ceiling(mqtt_ceiling(mqtt_broker, heartbeats), len(heartbeats)))
+                    for path in paths:
+                        if path.startswith("kafka") and kafka is not None:
+                            ceilings[path].append(kafka_ceiling(kafka, heartbeats, PATHS[path][1]))
+                            if (other := librdkafka_ceiling(kafka, heartbeats, PATHS[path][1])) is not None:
+                                ceilings[f"{path}-rd"].append(other)
                     ceilings["copy"].append(_ceiling(copy_ceiling(pg, heartbeats), len(heartbeats)))
                     print(f"bench.peer: run {run}/{args.runs} ceilings: "
                           + ", ".join(f"{what} {c[-1].rate:,.0f}/s" for what, c in ceilings.items() if c),
@@ -418,16 +509,18 @@ def main(argv: list[str] | None = None) -> int:
         t, c = _median_drain(results[path]["telegraf"]), _median_drain(results[path]["citykpi"])
         ours = "citykpi ingest" + (f", {args.workers} processes" if args.workers > 1 else "")
         for side, drain in (("Telegraf", t), (ours, c)):
-            print(f"| {PATHS[path][0]}: {side} | {drain.rate:,.0f} | {drain.rate / t.rate:.2f} | {_cpu(drain)} "
+            ratio = f"{drain.rate / t.rate:.2f}" if t.rate else "—"
+            print(f"| {PATHS[path][0]}: {side} | {drain.rate:,.0f} | {ratio} | {_cpu(drain)} "
                   f"| {drain.rss_mib:.0f} | {drain.stored:,} of {len(heartbeats):,} |")
-    reference = _median_drain(results[paths[0]]["telegraf"]) if paths else None
     for what, drains in ceilings.items():
         if drains:
             m = _median_drain(drains)
-            ratio = f"{m.rate / reference.rate:.2f}" if reference else "—"
-            print(f"| {CEILINGS[what]} | {m.rate:,.0f} | {ratio} | {_cpu(m)} | — | — |")
-    if reference:
-        print(f"\nCeilings ÷ Telegraf of the first path ({PATHS[paths[0]][0]}).")
+            compared = CEILINGS[what][1] or (paths[0] if paths else None)
+            reference = _median_drain(results[compared]["telegraf"]).rate if compared else 0.0
+            ratio = f"{m.rate / reference:.2f}" if reference else "—"
+            print(f"| {CEILINGS[what][0]} | {m.rate:,.0f} | {ratio} | {_cpu(m)} | — | — |")
+    if paths:
+        print(f"\nEach ceiling ÷ Telegraf on its own path; bare COPY ÷ Telegraf on the first ({PATHS[paths[0]][0]}).")
     return 0
 
 

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,27 @@ def telegraf_binary() -> tuple[Path | None, str]:
     """The Telegraf to run, building it on first use; (None, why) when there is none."""
     if given := os.environ.get("CITYKPI_BENCH_TELEGRAF"):
         return (Path(given), "") if Path(given).is_file() else (None, f"CITYKPI_BENCH_TELEGRAF={given} is no file")
-    binary = CACHE / "telegraf"
+    return build_telegraf(TELEGRAF_TAGS, CACHE)
+
+
+def build_telegraf(tags: str, cache: Path) -> tuple[Path | None, str]:
+    """Telegraf with the plugins `tags` names, built once from the Go module proxy into `cache`, outside the
+    repository; (None, why) when it cannot be."""
+    binary = cache / "telegraf"
     if binary.is_file():
         return binary, ""
+    go = shutil.which("go")
+    if go is None:
+        return None, "no Telegraf: `go` is not on the PATH to build it (or set CITYKPI_BENCH_TELEGRAF)"
+    cache.mkdir(parents=True, exist_ok=True)
+    print(f"bench: building Telegraf {TELEGRAF_VERSION} ({tags}) from the Go module proxy into {cache} (once; "
+          "minutes) …", file=sys.stderr)
+    built = subprocess.run([go, "install", "-tags", tags,
+                            f"github.com/influxdata/telegraf/cmd/telegraf@{TELEGRAF_VERSION}"],
+                           env={**os.environ, "GOBIN": str(cache)}, capture_output=True, text=True)
+    if built.returncode != 0 or not binary.is_file():
+        return None, f"building Telegraf failed: {built.stderr.strip()[-500:]}"
+    return binary, ""
     go = shutil.which("go")
     if go is None:
         return None, "no Telegraf: `go` is not on the PATH to build it (or set CITYKPI_BENCH_TELEGRAF)"
@@ -337,31 +356,25 @@ def kafka_ceiling(broker: KafkaBroker, heartbeats: list[dict], partitions: int) 
     _create_topic(broker.bootstrap, topic, partitions)
     _produce(broker.bootstrap, topic, heartbeats)
 
-    async def drain() -> tuple[float, float, dict[str, float]]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+    async def started() -> AIOKafkaConsumer:  # aiokafka makes its consumer inside a running loop
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap,
+                                    group_id=f"bare-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
+                                    enable_auto_commit=False)
         await consumer.start()
-        deadline = time.monotonic() + 600
-        first, received, touched = 0, 0, 0
-        try:
-            while received < len(heartbeats):
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"bench: the bare Kafka consumer got {received}/{len(heartbeats)}")
-                for records in (await consumer.getmany(timeout_ms=200, max_records=2000)).values():
-                    if not received:  # measured from the first fetch, as the sides are from their first batch
-                        first, meter = len(records), CpuMeter({"broker": broker.pid}).start()
-                        own_cpu, started = time.process_time(), time.perf_counter()
-                    received += len(records)
-                    touched += sum(len(r.value or b"") + len(r.key or b"") for r in records)
-            elapsed, cpu = time.perf_counter() - started, time.process_time() - own_cpu
-            broker_cpu = meter.stop()
-        finally:
-            await consumer.stop()
-        assert touched > 0
-        return first, elapsed, cpu, broker_cpu
+        return consumer
 
-    first, elapsed, cpu, broker_cpu = asyncio.run(drain())
-    return _bare_drain(len(heartbeats) - first, elapsed, {"consumer": cpu, **broker_cpu})
+    loop = asyncio.new_event_loop()
+    consumer = loop.run_until_complete(started())
+
+    def fetch() -> list[int]:
+        fetched = loop.run_until_complete(consumer.getmany(timeout_ms=200, max_records=2000))
+        return [len(r.value or b"") + len(r.key or b"") for records in fetched.values() for r in records]
+
+    try:
+        return _bare_consume(fetch, len(heartbeats), broker, "the bare Kafka consumer")
+    finally:
+        loop.run_until_complete(consumer.stop())
+        loop.close()
 
 
 def librdkafka_ceiling(broker: KafkaBroker, heartbeats: list[dict], partitions: int) -> Drain | None:
@@ -378,25 +391,36 @@ def librdkafka_ceiling(broker: KafkaBroker, heartbeats: list[dict], partitions: 
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"rd-{uuid.uuid4().hex[:6]}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topic])
-    deadline = time.monotonic() + 600
-    first, received, touched = 0, 0, 0
+
+    def fetch() -> list[int]:
+        return [len(r.value() or b"") + len(r.key() or b"")
+                for r in consumer.consume(num_messages=2000, timeout=0.2) if r.error() is None]
+
     try:
-        while received < len(heartbeats):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"bench: the bare librdkafka consumer got {received}/{len(heartbeats)}")
-            records = [r for r in consumer.consume(num_messages=2000, timeout=0.2) if r.error() is None]
-            if records and not received:
-                # process_time counts librdkafka's own threads too: they are this process's.
-                first, meter, own_cpu = len(records), CpuMeter({"broker": broker.pid}).start(), time.process_time()
-                started = time.perf_counter()
-            received += len(records)
-            touched += sum(len(r.value() or b"") + len(r.key() or b"") for r in records)
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - own_cpu
-        broker_cpu = meter.stop()
+        # process_time counts librdkafka's own threads too: they are this process's.
+        return _bare_consume(fetch, len(heartbeats), broker, "the bare librdkafka consumer")
     finally:
         consumer.close()
+
+
+def _bare_consume(fetch: Callable[[], list[int]], total: int, broker: KafkaBroker, what: str) -> Drain:
+    """Fetch until `total` records came (each fetch gives their sizes), measured from the end of the first fetch,
+    as the sides are from their first batch."""
+    deadline = time.monotonic() + 600
+    first, received, touched = 0, 0, 0
+    while received < total:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: {what} got {received}/{total}")
+        sizes = fetch()
+        if sizes and not received:
+            first, meter = len(sizes), CpuMeter({"broker": broker.pid}).start()
+            own_cpu, started = time.process_time(), time.perf_counter()
+        received += len(sizes)
+        touched += sum(sizes)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - own_cpu
+    broker_cpu = meter.stop()
     assert touched > 0
-    return _bare_drain(len(heartbeats) - first, elapsed, {"consumer": cpu, **broker_cpu})
+    return _bare_drain(total - first, elapsed, {"consumer": cpu, **broker_cpu})
 
 
 def _bare_drain(counted: int, elapsed: float, cpu_seconds: dict[str, float]) -> Drain:

@@ -14,8 +14,6 @@ asyncio loop as fast as it goes at the same concurrency, with no registry, no sc
 
 import argparse
 import asyncio
-import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -32,7 +30,7 @@ from base.db import connect
 from base.probe_target import parse_probe
 from bench.cpu import CpuMeter
 from bench.ingest import _new_database
-from bench.peer import TELEGRAF_VERSION
+from bench.peer import TELEGRAF_VERSION, build_telegraf
 from devstack.databases import create_database
 from devstack.ingest_process import IngestProcess
 from devstack.postgres import LocalPostgres
@@ -84,21 +82,7 @@ TELEGRAF_CACHE = Path.home() / ".cache" / "citykpi-bench" / f"telegraf-{TELEGRAF
 
 def telegraf_binary() -> tuple[Path | None, str]:
     """Telegraf with the probing inputs, built once from the Go module proxy outside the repository."""
-    binary = TELEGRAF_CACHE / "telegraf"
-    if binary.is_file():
-        return binary, ""
-    go = shutil.which("go")
-    if go is None:
-        return None, "no Telegraf: `go` is not on the PATH to build it"
-    TELEGRAF_CACHE.mkdir(parents=True, exist_ok=True)
-    print(f"bench.probes: building Telegraf {TELEGRAF_VERSION} ({TELEGRAF_TAGS}) into {TELEGRAF_CACHE} …",
-          file=sys.stderr)
-    built = subprocess.run([go, "install", "-tags", TELEGRAF_TAGS,
-                            f"github.com/influxdata/telegraf/cmd/telegraf@{TELEGRAF_VERSION}"],
-                           env={**os.environ, "GOBIN": str(TELEGRAF_CACHE)}, capture_output=True, text=True)
-    if built.returncode != 0 or not binary.is_file():
-        return None, f"building Telegraf failed: {built.stderr.strip()[-300:]}"
-    return binary, ""
+    return build_telegraf(TELEGRAF_TAGS, TELEGRAF_CACHE)
 
 
 def _telegraf_config(targets: LoopbackTargets, count: int, interval: int, database_url: str) -> str:

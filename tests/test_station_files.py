@@ -323,24 +323,42 @@ def _immutable(path: Path, on: bool) -> None:
                     "cannot be made")
 
 
-def test_a_file_that_cannot_be_claimed_stays_and_the_others_go_on(
-        ingest: Ingest, drop: Path, db: psycopg.Connection, caplog: pytest.LogCaptureFixture) -> None:
-    stuck, other = _name(local_time(8)), _name(local_time(9))
-    _put(drop, stuck, _file(local_time(8)))
-    _immutable(drop / stuck, True)
+def _files_ingest(database_url: str, drop: Path, **settings: object) -> Ingest:
+    values = {"files_dir": drop, "files_poll_s": 0.05, "files_settle_s": 0, "batch_max_wait_s": 0.05, **settings}
+    return Ingest(Settings(**values), database_url, sources=("files",), clock=lambda: NOW.astimezone(UTC))
+
+
+def test_files_that_cannot_be_claimed_stay_and_never_hold_the_others_up(
+        database_url: str, drop: Path, station: str, db: psycopg.Connection, caplog: pytest.LogCaptureFixture) -> None:
+    # Three immovable files sorting before the good one, and a scan of two: the good one is still taken.
+    drop.mkdir(parents=True)
+    stuck = [_name(local_time(hour)) for hour in (6, 7, 8)]
+    for hour, name in zip((6, 7, 8), stuck, strict=True):
+        _put(drop, name, _file(local_time(hour)))
+        _immutable(drop / name, True)
+    running = _files_ingest(database_url, drop)
     try:
-        _put(drop, other, _file(local_time(9)))
-        wait_for(lambda: _listing(drop, "done") == [other], what="the other file done")
-        scans = ingest.sources[0].scans
-        wait_for(lambda: ingest.sources[0].scans >= scans + 3, what="three more scans")
-        assert (drop / stuck).exists() and ingest.sources[0].alive
-        assert "Operation not permitted" in ingest.sources[0].unclaimable[stuck]
-        said = [r for r in caplog.records if stuck in r.getMessage() and "cannot be moved" in r.getMessage()]
+        running.sources[0].max_files_per_scan = 2
+        _put(drop, _name(local_time(9)), _file(local_time(9)))
+        running.start()
+        wait_for(lambda: _listing(drop, "done") == [_name(local_time(9))], what="the good file done")
+        scans = running.sources[0].scans
+        wait_for(lambda: running.sources[0].scans >= scans + 3, what="three more scans")
+        assert all((drop / name).exists() for name in stuck) and running.failures() == []
+        assert "Operation not permitted" in running.sources[0].unclaimable[stuck[0]]
+        said = [r for r in caplog.records if stuck[0] in r.getMessage() and "cannot be moved" in r.getMessage()]
         assert len(said) == 1, "said once, not at every scan"
+        for name in stuck:
+            _immutable(drop / name, False)
+        wait_for(lambda: _listing(drop, "done") == sorted([*stuck, _name(local_time(9))]),
+                 what="the files claimed once they can be moved")
+        assert running.sources[0].unclaimable == {}
     finally:
-        _immutable(drop / stuck, False)
-    wait_for(lambda: _listing(drop, "done") == [stuck, other], what="the file claimed once it can be moved")
-    assert [h[0] for h in _heartbeats(db)] == [8, 9] and ingest.sources[0].unclaimable == {}
+        for name in stuck:
+            if (drop / name).exists():
+                _immutable(drop / name, False)
+        assert running.stop(10)
+    assert [h[0] for h in _heartbeats(db)] == [6, 7, 8, 9]
 
 
 def test_a_claimed_file_that_cannot_be_read_is_rejected_saying_why(
@@ -378,38 +396,50 @@ def test_a_file_name_that_is_not_utf8_is_rejected_and_the_source_goes_on(
 
 def test_a_file_named_as_one_in_flight_waits_for_it(ingest: Ingest, drop: Path) -> None:
     source = ingest.sources[0]
+    wait_for(lambda: source.scans >= 1, what="recovery done and a first scan")   # processing/ is not read again
     name = _name(local_time(8))
     (drop / "processing" / name).write_text("in flight")
     _put(drop, name, _file(local_time(8)))
+    scans = source.scans
+    wait_for(lambda: source.scans >= scans + 3, what="three scans")
     assert not source._claim(name, name, drop / "processing" / name)
     assert (drop / "processing" / name).read_text() == "in flight" and (drop / name).exists()
 
 
-def test_a_rejected_file_committed_before_a_crash_is_not_dead_lettered_twice(
+def test_a_rejected_file_committed_before_a_crash_keeps_its_receipt_and_is_not_dead_lettered_twice(
         database_url: str, drop: Path, station: str, db: psycopg.Connection) -> None:
-    name = _name(local_time(7))
+    # On the real clock: receipt is the claim time, which a restart finds again in the file's ctime.
+    at = datetime.now(ZONE).replace(minute=15, second=0, microsecond=0) - timedelta(hours=2)
+    name = _name(at)
     settings = Settings(files_dir=drop, files_poll_s=0.05, files_settle_s=0, batch_max_wait_s=0.05)
     drop.mkdir(parents=True)
     (drop / "rejected").mkdir()
-    _immutable(drop / "rejected", True)   # stored, then not movable: as if the process died right after the commit
+    _immutable(drop / "rejected", True)   # committed, then not movable: as if the process died right after
     try:
-        first = Ingest(settings, database_url, sources=("files",), clock=lambda: NOW.astimezone(UTC))
+        first = Ingest(settings, database_url, sources=("files",))
         first.start()
         try:
-            _put(drop, name, _file(local_time(7)) + "not a reading\n")
+            _put(drop, name, _file(at) + "not a reading\n")
             wait_for(lambda: len(_dead_letters(db)) == 1 and len(_heartbeats(db)) == 1, what="the file stored")
         finally:
             assert first.stop(10)
     finally:
         _immutable(drop / "rejected", False)
     assert _listing(drop, "processing") == [name]
-    second = Ingest(settings, database_url, sources=("files",), clock=lambda: NOW.astimezone(UTC))
+    received = db.execute("SELECT received_at FROM dead_letters").fetchone()["received_at"]
+    # As when the sink committed the rejections alone and died isolating a row the database refused.
+    db.execute("DELETE FROM heartbeats")
+    db.commit()
+    second = Ingest(settings, database_url, sources=("files",))
     second.start()
     try:
         wait_for(lambda: _listing(drop, "rejected") == [name, name + ".reason.txt"], what="the file moved")
     finally:
         assert second.stop(10)
-    assert _dead_letters(db) == [("station_file", name)] and len(_heartbeats(db)) == 1
+    assert _dead_letters(db) == [("station_file", name)]
+    assert db.execute("SELECT received_at FROM dead_letters").fetchone()["received_at"] == received
+    assert [(h[1], h[3]) for h in _heartbeats(db)] == [("ok", "files")]
+    assert db.execute("SELECT received_at FROM heartbeats").fetchone()["received_at"] == received
 
 
 def test_the_files_source_needs_its_directory(database_url: str) -> None:

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -119,13 +120,25 @@ class FilesSource:
         self.scans += 1
 
     def _settled_files(self) -> list[str]:
-        """Names of the regular files no writer touched for `settle_s`, oldest name first, a scan's worth."""
+        """Names of the regular files no writer touched for `settle_s`, oldest name first, a scan's worth. Those
+        named as one in flight wait for a scan after it is done; those that could not be moved come after the
+        others, so that neither ever fills a scan."""
         now = self.file_clock()
+        in_flight = set(os.listdir(self.directory / "processing"))
+        for gone in [name for name in self.unclaimable if not os.path.lexists(self.directory / name)]:
+            del self.unclaimable[gone]
+        waiting: list[str] = []
 
         def settled() -> Iterator[str]:
             with os.scandir(self.directory) as entries:
                 for entry in entries:
                     if entry.name.startswith("."):
+                        continue
+                    if entry.name in in_flight:
+                        continue
+                    if entry.name in self.unclaimable:
+                        if len(waiting) < self.max_files_per_scan:
+                            waiting.append(entry.name)
                         continue
                     try:
                         if entry.is_file(follow_symlinks=False) and \
@@ -134,7 +147,8 @@ class FilesSource:
                     except OSError:  # gone or unreadable since it was listed: the next scan sees what it is
                         continue
 
-        return heapq.nsmallest(self.max_files_per_scan, settled())
+        ready = heapq.nsmallest(self.max_files_per_scan, settled())
+        return ready + waiting[:max(self.max_files_per_scan - len(ready), 0)]
 
     def _hand_over(self, names: list[str], *, claimed: bool) -> bool:
         """Claim (unless `claimed`), decode and hand over the files `names`; false when the registry could not
@@ -156,8 +170,13 @@ class FilesSource:
             if message is None:
                 continue
             if claimed and message.decoded.rejected and self._stored(message):
-                message.acknowledge()  # committed before the restart: only the move to done/ or rejected/ was missing
-                continue
+                # Its dead letters were committed before the restart; its heartbeats may not have been (the sink
+                # commits a batch's rejections alone when it isolates rows the database refuses): they go again
+                # and their key de-duplicates them, the rejections do not.
+                if not message.decoded.accepted:
+                    message.acknowledge()
+                    continue
+                message = message._replace(decoded=replace(message.decoded, rejected=[]))
             assert self._handoff is not None
             while not self._handoff.put_many([message], timeout_s=1.0):
                 if self._stop.is_set():
@@ -214,18 +233,26 @@ class FilesSource:
         return True
 
     def _unreadable(self, name: str, shown: str, exc: OSError) -> Message:
-        """A claimed file that cannot be read: rejected, with a dead letter saying why."""
+        """A claimed file that cannot be read: rejected, with a dead letter saying why, received when claimed."""
         reason = f"{shown}: cannot be read: {exc.strerror or exc}"
-        return Message(self.name, shown, b"", self.clock(), None, False, lambda: self._finish(name, [reason]),
+        try:
+            received_at = min(self.clock(), claim_time(self.directory / "processing" / name))
+        except OSError:
+            received_at = self.clock()
+        return Message(self.name, shown, b"", received_at, None, False, lambda: self._finish(name, [reason]),
                        Decoded([], [Rejection("unreadable", reason, b"")]))
 
     def _put_back(self, name: str, shown: str) -> bool:
         """Return a file that changed while it was read to where it came from; false when it cannot go back
         (another of its name arrived there), and then what was read is what counts."""
+        processing = self.directory / "processing" / name
         try:
-            if os.path.lexists(self.directory / name):
-                return False
-            os.rename(self.directory / "processing" / name, self.directory / name)
+            # A link, not a rename: the FTP server writes into that directory, and a rename would replace an
+            # upload of the same name that arrived since; a link refuses to.
+            os.link(processing, self.directory / name)
+            os.unlink(processing)
+        except FileExistsError:
+            return False
         except OSError as exc:
             log.error("station file %s changed while it was read and cannot be put back (%s): read as it was",
                       shown, exc.strerror or exc)
@@ -276,6 +303,11 @@ def printable(name: str) -> str:
     """A file name as text that can be stored: the bytes of a name that is not UTF-8 (which Python keeps as
     surrogates) shown as U+FFFD."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def claim_time(path: Path) -> datetime:
+    """When a file in processing/ was claimed: the ctime the rename into it set."""
+    return datetime.fromtimestamp(os.stat(path).st_ctime, UTC)
 
 
 def read_whole(path: Path, limit: int) -> tuple[bytes, bool, datetime]:

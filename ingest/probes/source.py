@@ -10,8 +10,9 @@ together, then every interval with a little jitter; at most `concurrency` run at
 (`citykpi_probes_overdue`): the prober is short of slots or of CPU.
 
 Answers wait to be handed to the sink in batches; when the sink cannot take them (the database down, the
-hand-over full) at most `max_pending` wait, and the probes hold back until there is room again (they become
-overdue, which says so) rather than fill the memory with answers nobody can store.
+hand-over full) about `max_pending` wait (plus one batch being handed over), and the probes hold back until
+there is room again (they become overdue, which says so) rather than fill the memory with answers nobody can
+store.
 
 A probe's heartbeat: `status` ok when the device answered as expected, else fault; `checks.answered`;
 `metrics.latency_ms` and `metrics.failure_code` (checks.FAILURES). Its kind is the registry's. It goes through
@@ -205,6 +206,8 @@ class ProbeSource(LoopThread):
                 return
             self._due[probe.device_id] = due
             await self._wait_for_room()
+            if not self._accepting.is_set():  # paused while it waited: the sink may be gone
+                return
             async with slots:
                 self._due.pop(probe.device_id, None)
                 at = self.clock()
@@ -252,7 +255,8 @@ class ProbeSource(LoopThread):
 
     async def _flush(self) -> None:
         # Taken on the loop's thread, where answers are added; handed over on another, as that may wait.
-        # At most twice max_pending in memory: one batch being handed over, the next filling.
+        # Bounded: one batch being handed over and the next filling, each at most max_pending plus the probes that
+        # had passed the room check before it closed (at most one a device).
         results, self._results = self._results, []
         if self._room is not None:
             self._room.set()

@@ -83,18 +83,6 @@ def build_telegraf(tags: str, cache: Path) -> tuple[Path | None, str]:
     if built.returncode != 0 or not binary.is_file():
         return None, f"building Telegraf failed: {built.stderr.strip()[-500:]}"
     return binary, ""
-    go = shutil.which("go")
-    if go is None:
-        return None, "no Telegraf: `go` is not on the PATH to build it (or set CITYKPI_BENCH_TELEGRAF)"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    print(f"bench: building Telegraf {TELEGRAF_VERSION} from the Go module proxy into {CACHE} (once; minutes) …",
-          file=sys.stderr)
-    built = subprocess.run([go, "install", "-tags", TELEGRAF_TAGS,
-                            f"github.com/influxdata/telegraf/cmd/telegraf@{TELEGRAF_VERSION}"],
-                           env={**os.environ, "GOBIN": str(CACHE)}, capture_output=True, text=True)
-    if built.returncode != 0 or not binary.is_file():
-        return None, f"building Telegraf failed: {built.stderr.strip()[-500:]}"
-    return binary, ""
 
 
 # -- Telegraf ------------------------------------------------------------------------------------------

@@ -199,9 +199,8 @@ class FilesSource:
             return self._unreadable(name, shown, exc)
         if changed and not claimed and self._put_back(name, shown):
             return None
-        # Received when claimed, and so again when read after a restart: its receipt did not move, and its dead
-        # letters are found by it (the clock only ever earlier under a test's fixed clock).
-        received_at = min(self.clock(), claimed_at)
+        # The same after a restart, so that its dead letters are found by it (_stored).
+        received_at = self._received(claimed_at)
         matched = FILE_NAME.fullmatch(name)
         if matched is not None and matched["station"] not in registered:
             decoded = Decoded([], [Rejection(
@@ -236,11 +235,16 @@ class FilesSource:
         """A claimed file that cannot be read: rejected, with a dead letter saying why, received when claimed."""
         reason = f"{shown}: cannot be read: {exc.strerror or exc}"
         try:
-            received_at = min(self.clock(), claim_time(self.directory / "processing" / name))
+            received_at = self._received(claim_time(os.stat(self.directory / "processing" / name)))
         except OSError:
             received_at = self.clock()
         return Message(self.name, shown, b"", received_at, None, False, lambda: self._finish(name, [reason]),
                        Decoded([], [Rejection("unreadable", reason, b"")]))
+
+    def _received(self, claimed_at: datetime) -> datetime:
+        """A file's receipt: when it was claimed, so a read after a restart gives the same (the clock is only
+        ever earlier under a test's fixed clock)."""
+        return min(self.clock(), claimed_at)
 
     def _put_back(self, name: str, shown: str) -> bool:
         """Return a file that changed while it was read to where it came from; false when it cannot go back
@@ -305,9 +309,9 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def claim_time(path: Path) -> datetime:
+def claim_time(status: os.stat_result) -> datetime:
     """When a file in processing/ was claimed: the ctime the rename into it set."""
-    return datetime.fromtimestamp(os.stat(path).st_ctime, UTC)
+    return datetime.fromtimestamp(status.st_ctime, UTC)
 
 
 def read_whole(path: Path, limit: int) -> tuple[bytes, bool, datetime]:
@@ -320,7 +324,7 @@ def read_whole(path: Path, limit: int) -> tuple[bytes, bool, datetime]:
         after = os.fstat(file.fileno())
     changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or \
         (len(raw) < limit and after.st_size != len(raw))
-    return raw, changed, datetime.fromtimestamp(after.st_ctime, UTC)
+    return raw, changed, claim_time(after)
 
 
 def _free_name(directory: Path, name: str) -> Path:

@@ -13,6 +13,7 @@ from base.brokers.kafka import KafkaSecurity
 from base.brokers.mqtt import MqttTls, parse_mqtt_url
 from base.db import connect
 from base.settings import Settings
+from ingest.collector import settle_for_streaming
 from ingest.dead_letters import DeadLetterLimit, DeadLetterRetention
 from ingest.decode import DecodeStage, Limits
 from ingest.endpoint import OpsEndpoint
@@ -204,6 +205,7 @@ def run_forever(settings: Settings, sources: Sequence[str] = ("mqtt",)) -> int:
     if settings.metrics_port:
         endpoint = OpsEndpoint(settings.metrics_host, settings.metrics_port,
                                live=ingest.failures, ready=ingest.not_ready).start()
+    settle_for_streaming()
     ingest.start()
     log.info("ingesting from %s; /metrics on port %s; SIGTERM or Ctrl-C drains and stops",
              _describe_sources(settings, sources), endpoint.port if endpoint else "(off)")

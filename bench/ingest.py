@@ -1,6 +1,6 @@
 """Ingest benchmark: citykpi's sustained rate and latency next to the ceilings of the parts it is built on.
 
-    .venv/bin/python -m bench.ingest [--messages 50000] [--latency-seconds 10] [--workers 2]
+    .venv/bin/python -m bench.ingest [--messages 50000] [--latency-seconds 10] [--paced-rate R] [--workers 2]
 
 Starts its own PostgreSQL, Mosquitto and (when java and mvn exist) Kafka on loopback, like the tests, and
 prints one Markdown table:
@@ -9,7 +9,8 @@ prints one Markdown table:
 - ceiling, PostgreSQL: one COPY of N pre-built rows into `heartbeats`;
 - citykpi, MQTT / Kafka: `citykpi ingest` (a child process, default settings) draining a backlog of N
   heartbeats — decode, validate, stage, de-duplicate, commit, acknowledge — in heartbeats/s;
-- latency: heartbeats published at half that rate for a while, each stamped with its publish time as `ts`;
+- latency: heartbeats published at half that rate (or at `--paced-rate`, to compare two versions at one
+  load) for a while, each stamped with its publish time as `ts`;
   p50/p99 of `stored_at - ts`, where `stored_at` is set by `clock_timestamp()` at INSERT (the COMMIT
   follows in the same batch), so the figures are publish → row written, within a few ms of the commit; in
   brackets p50/p99 of `received_at - ts`, the part spent before the ingest process had the message;
@@ -50,6 +51,7 @@ from devstack.ingest_process import IngestProcess
 from devstack.kafka import KafkaBroker
 from devstack.mqtt_broker import LocalMqttBroker
 from devstack.postgres import LocalPostgres
+from ingest.collector import settle_for_streaming
 from simulators.mqtt_publisher import MqttPublisher
 from simulators.vendor_formats import thingsboard
 
@@ -250,7 +252,7 @@ def _paced(rate: float, seconds: float, send: Callable[[dict], None]) -> int:
 
 
 def citykpi_mqtt(pg: LocalPostgres, broker: LocalMqttBroker, heartbeats: list[dict], latency_s: float,
-                 workdir: Path, workers: int = 1, mapped: bool = False) -> dict:
+                 workdir: Path, workers: int = 1, mapped: bool = False, paced_rate: float | None = None) -> dict:
     server_url = pg.url
     url = _new_database(server_url)
     env = {"CITYKPI_DATABASE_URL": url, "CITYKPI_MQTT_URL": broker.url,
@@ -283,17 +285,18 @@ def citykpi_mqtt(pg: LocalPostgres, broker: LocalMqttBroker, heartbeats: list[di
     env["CITYKPI_DATABASE_URL"] = latency_url
     group = Workers("mqtt", env, workdir, workers).start()
     publisher = MqttPublisher(broker.url, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
-    sent = _paced(rate / 2, latency_s, send)
+    paced_at = paced_rate or rate / 2
+    sent = _paced(paced_at, latency_s, send)
     publisher.close()
     _wait_stored(latency_url, sent, 300, "the paced MQTT heartbeats stored")
     rss_mib = max(drain_rss_mib, group.stop())  # the backlog's drain, then the paced run
     p50, p99, r50, r99 = _latencies(latency_url)
-    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us,
+    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": paced_at, "rss_mib": rss_mib, "cpu_us": cpu_us,
             "receipt_ms": (r50, r99), "processes": workers}
 
 
 def citykpi_kafka(pg: LocalPostgres, kafka: KafkaBroker, heartbeats: list[dict], latency_s: float,
-                  workdir: Path, workers: int = 1) -> dict:
+                  workdir: Path, workers: int = 1, paced_rate: float | None = None) -> dict:
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -339,6 +342,7 @@ def citykpi_kafka(pg: LocalPostgres, kafka: KafkaBroker, heartbeats: list[dict],
     asyncio.run(create_topic(topic))  # the topic exists before the consumers look for it
     asyncio.run(produce(heartbeats[:1]))
     group = Workers("kafka", env, workdir, workers).start()
+    paced_at = paced_rate or rate / 2
 
     async def paced() -> int:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
@@ -346,7 +350,7 @@ def citykpi_kafka(pg: LocalPostgres, kafka: KafkaBroker, heartbeats: list[dict],
         pending = []
         try:
             loop = asyncio.get_running_loop()
-            total, step = int(rate / 2 * latency_s), 1 / (rate / 2)
+            total, step = int(paced_at * latency_s), 1 / paced_at
             began = loop.time()
             for n in range(total):
                 if (ahead := began + n * step - loop.time()) > 0:
@@ -362,7 +366,7 @@ def citykpi_kafka(pg: LocalPostgres, kafka: KafkaBroker, heartbeats: list[dict],
     _wait_stored(latency_url, sent + 1, 300, "the paced Kafka heartbeats stored")
     rss_mib = max(drain_rss_mib, group.stop())  # the backlog's drain, then the paced run
     p50, p99, r50, r99 = _latencies(latency_url)
-    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": rate / 2, "rss_mib": rss_mib, "cpu_us": cpu_us,
+    return {"rate": rate, "p50_ms": p50, "p99_ms": p99, "paced": paced_at, "rss_mib": rss_mib, "cpu_us": cpu_us,
             "receipt_ms": (r50, r99), "processes": workers}
 
 
@@ -396,12 +400,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=50000, help="backlog size per throughput run")
     parser.add_argument("--latency-seconds", type=float, default=10, help="length of each paced latency run")
+    parser.add_argument("--paced-rate", type=float, default=None,
+                        help="heartbeats/s of the latency runs (default: half the rate just measured); a fixed rate "
+                             "compares two versions at the same load")
     parser.add_argument("--sources", default="mqtt,mapped,kafka",
                         help="which of mqtt, mapped (MQTT through a mapping), kafka to measure (a quick look)")
     parser.add_argument("--workers", type=int, default=2,
                         help="also measure this many ingest processes sharing the work (1: one process only)")
     args = parser.parse_args(argv)
     heartbeats = _heartbeats(args.messages)
+    # The ceilings run in this process: with citykpi ingest's collector setting, so that they measure the client,
+    # not CPython's collector traversing this backlog again and again.
+    settle_for_streaming()
     with tempfile.TemporaryDirectory(prefix="citykpi-bench-") as tmp:
         workdir = Path(tmp)
         kafka = None
@@ -419,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
                     if "mqtt" not in args.sources:
                         pass
                     elif workers == 1 or broker.supports_mqtt5:
-                        mq = citykpi_mqtt(pg, broker, heartbeats, args.latency_seconds, workdir, workers)
+                        mq = citykpi_mqtt(pg, broker, heartbeats, args.latency_seconds, workdir, workers,
+                                          paced_rate=args.paced_rate)
                         rows.append(_row(f"citykpi ingest --source mqtt{label}", mq))
                         if "mapped" in args.sources and workers == 1:
                             mapped = citykpi_mqtt(pg, broker, heartbeats, args.latency_seconds, workdir, mapped=True)
@@ -430,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                               file=sys.stderr)
                     if kafka is not None:
                         label = "" if workers == 1 else f", {workers} processes (consumer group)"
-                        kf = citykpi_kafka(pg, kafka, heartbeats, args.latency_seconds, workdir, workers)
+                        kf = citykpi_kafka(pg, kafka, heartbeats, args.latency_seconds, workdir, workers,
+                                           paced_rate=args.paced_rate)
                         rows.append(_row(f"citykpi ingest --source kafka{label}", kf))
             finally:
                 if kafka is not None:

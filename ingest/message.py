@@ -1,7 +1,7 @@
 """What flows from the decode stage to the sink: a `Message` as received, and what decoding made of it."""
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -50,16 +50,16 @@ class AvailabilityChange(NamedTuple):
     retained: bool
 
 
-# A NamedTuple for the reason `Message` is one (below): one is made per message on the sources' threads.
-class Decoded(NamedTuple):
+@dataclass(frozen=True)
+class Decoded:
     accepted: list[Accepted]
     rejected: list[Rejection]
     # Where each accepted heartbeat stands in a gateway's array (0 for a single object): a check made later,
     # against the registry, can then dead-letter that element's bytes alone (`element_raw`). -1: the whole
     # message's bytes (a mapped message, whose heartbeats are not elements of a top-level array).
-    positions: Sequence[int] = ()
+    positions: list[int] = field(default_factory=list)
     # What an availability mapping made of the message (no heartbeats then).
-    availability: Sequence[AvailabilityChange] = ()
+    availability: list[AvailabilityChange] = field(default_factory=list)
 
 
 # Immutable, as it crosses threads; a NamedTuple rather than a frozen dataclass, whose __init__ costs four

@@ -196,8 +196,8 @@ class FilesSource:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            return self._unreadable(name, shown, exc)
-        if changed and not claimed and self._put_back(name, shown):
+            return self._unreadable(name, shown, processing, exc)
+        if changed and not claimed and self._put_back(name, shown, processing):
             return None
         # The same after a restart, so that its dead letters are found by it (_stored).
         received_at = self._received(claimed_at)
@@ -231,11 +231,11 @@ class FilesSource:
         self.unclaimable.pop(name, None)
         return True
 
-    def _unreadable(self, name: str, shown: str, exc: OSError) -> Message:
+    def _unreadable(self, name: str, shown: str, processing: Path, exc: OSError) -> Message:
         """A claimed file that cannot be read: rejected, with a dead letter saying why, received when claimed."""
         reason = f"{shown}: cannot be read: {exc.strerror or exc}"
         try:
-            received_at = self._received(claim_time(os.stat(self.directory / "processing" / name)))
+            received_at = self._received(claim_time(os.stat(processing)))
         except OSError:
             received_at = self.clock()
         return Message(self.name, shown, b"", received_at, None, False, lambda: self._finish(name, [reason]),
@@ -246,10 +246,9 @@ class FilesSource:
         ever earlier under a test's fixed clock)."""
         return min(self.clock(), claimed_at)
 
-    def _put_back(self, name: str, shown: str) -> bool:
+    def _put_back(self, name: str, shown: str, processing: Path) -> bool:
         """Return a file that changed while it was read to where it came from; false when it cannot go back
         (another of its name arrived there), and then what was read is what counts."""
-        processing = self.directory / "processing" / name
         try:
             # A link, not a rename: the FTP server writes into that directory, and a rename would replace an
             # upload of the same name that arrived since; a link refuses to.

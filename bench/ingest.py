@@ -433,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                                           paced_rate=args.paced_rate)
                         rows.append(_row(f"citykpi ingest --source mqtt{label}", mq))
                         if "mapped" in args.sources and workers == 1:
-                            mapped = citykpi_mqtt(pg, broker, heartbeats, args.latency_seconds, workdir, mapped=True)
+                            mapped = citykpi_mqtt(pg, broker, heartbeats, args.latency_seconds, workdir, mapped=True,
+                                                  paced_rate=args.paced_rate)
                             rows.append(_row("citykpi ingest --source mqtt, ThingsBoard telemetry through a "
                                              "mapping", mapped))
                     else:
